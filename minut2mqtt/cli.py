@@ -1,0 +1,128 @@
+"""`minut2mqtt run | demo`: parse the command line, load settings, start the pieces."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from . import __version__
+from .settings import ConfigError, Settings, env_name, leaf_fields, load_settings, require
+
+log = logging.getLogger("minut2mqtt")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    overrides = {key: value for key, value in vars(args).items() if "." in key and value is not None}
+    overrides |= {key: value for key in ("state_dir", "log_level")
+                  if (value := getattr(args, key)) is not None}  # fmt: skip
+    try:
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(overrides, duration=args.duration)
+        settings = load_settings(args.config, overrides)
+        require(settings, "minut.client_id", "minut.client_secret", purpose="run")
+    except ConfigError as error:
+        print(f"minut2mqtt: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    return run_daemon(settings)
+
+
+def run_daemon(settings: Settings) -> int:
+    from .daemon import Daemon
+
+    daemon = Daemon(settings)
+    stop_on_signals(daemon.request_stop)
+    log.info("minut2mqtt %s starting", __version__)
+    daemon.start()
+    daemon.wait()
+    daemon.stop()
+    return 0
+
+
+def stop_on_signals(stop: Any) -> None:
+    def handle(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s: shutting down", signal.Signals(signum).name)
+        stop()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    if level != "DEBUG":
+        for noisy in ("waitress", "urllib3", "amqtt", "transitions"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minut2mqtt",
+        description="Bridge Minut Point sensors, homes and events onto MQTT, "
+        "with Home Assistant discovery.",
+        epilog="Every setting can also come from the environment (e.g. MINUT2MQTT_MQTT__HOST) "
+        "or the YAML file; precedence: command line > environment > file > defaults.",
+    )
+    parser.add_argument("--version", action="version", version=f"minut2mqtt {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser("run", help="bridge a Minut account to an MQTT broker until stopped")
+    run.add_argument(
+        "--config",
+        type=Path,
+        default=_default_config(),
+        help="YAML configuration file (default: $MINUT2MQTT_CONFIG, else none)",
+    )
+    demo = commands.add_parser(
+        "demo",
+        help="zero-install demo: embedded broker + simulated Minut account + the real bridge",
+    )
+    demo.add_argument(
+        "--duration", type=float, default=None, help="stop after this many seconds"
+    )
+    for command in (run, demo):
+        _add_setting_options(command)
+    return parser
+
+
+def _add_setting_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (override environment and file)")
+    for dotted_key, field in leaf_fields():
+        option = f"--{dotted_key}"
+        if "." not in dotted_key:
+            option = f"--{dotted_key.replace('_', '-')}"
+        help_text = field.description or ""
+        group.add_argument(
+            option,
+            dest=dotted_key,
+            default=None,
+            metavar="VALUE",
+            help=f"{help_text} [{env_name(dotted_key)}]".strip(),
+        )
+
+
+def _default_config() -> Path | None:
+    configured = os.environ.get("MINUT2MQTT_CONFIG")
+    return Path(configured) if configured else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

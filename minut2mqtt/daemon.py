@@ -1,0 +1,217 @@
+"""The running daemon: wires the Minut client, the bridge, MQTT and the webhook listener."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from waitress.server import create_server
+
+from .bridge import Bridge
+from .minut.client import MinutApiError, MinutAuthError, MinutClient, RequestBudget
+from .minut.models import Event, MinutDataError, format_time, parse_device, parse_home
+from .mqtt.publisher import MqttOptions, MqttPublisher
+from .mqtt.topics import Topics
+from .settings import Settings
+from .statefiles import webhook_secret
+from .webhook import create_app
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+FIRST_RETRY_SECONDS = 5.0
+HA_BIRTH_DELAY_SECONDS = (0.5, 3.0)
+"""Random pause before re-publishing after Home Assistant's birth, so bridges don't stampede."""
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        on_change: Callable[[str, str], None] | None = None,
+    ):
+        self.settings = settings
+        self.topics = Topics(settings.mqtt.base_topic, settings.mqtt.discovery_prefix)
+        self.minut = MinutClient(
+            settings.minut.api_url,
+            settings.minut.client_id,
+            settings.minut.client_secret.get_secret_value(),
+            timeout=settings.minut.request_timeout,
+            budget=RequestBudget(per_minute=settings.minut.requests_per_minute),
+        )
+        mqtt = settings.mqtt
+        self.publisher = MqttPublisher(
+            MqttOptions(
+                host=mqtt.host,
+                port=mqtt.port,
+                client_id=mqtt.client_id,
+                availability_topic=self.topics.bridge_availability,
+                username=mqtt.username,
+                password=mqtt.password.get_secret_value() if mqtt.password else None,
+                keepalive=mqtt.keepalive,
+            ),
+            on_connected=self._on_mqtt_connected,
+            subscriptions={self.topics.ha_status: self._on_ha_status},
+        )
+        self.bridge = Bridge(
+            self.publisher,
+            self.topics,
+            stale_after=settings.minut.stale_after,
+            momentary_seconds=mqtt.momentary_seconds,
+            on_change=on_change,
+        )
+        self._events: queue.Queue[Event | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._webhook_server: Any = None
+        self.last_poll: datetime | None = None
+        self.last_poll_error: str | None = None
+        self.webhook_port: int | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        secret = (
+            self.settings.webhook.secret.get_secret_value()
+            if self.settings.webhook.secret
+            else webhook_secret(self.settings.state_dir)
+        )
+        app = create_app(secret, self._events.put, self.health)
+        self._webhook_server = create_server(
+            app,
+            host=self.settings.webhook.host,
+            port=self.settings.webhook.port,
+            threads=4,
+            ident="minut2mqtt",
+        )
+        self.webhook_port = int(self._webhook_server.effective_port)
+        self.webhook_path = f"/webhook/{secret}"
+        log.info(
+            "webhook listener on http://%s:%d/webhook/<secret> (secret kept in %s)",
+            self.settings.webhook.host,
+            self.webhook_port,
+            "the configuration" if self.settings.webhook.secret else self.settings.state_dir,
+        )
+        self.publisher.start()
+        self._spawn("webhook-server", self._webhook_server.run)
+        self._spawn("event-worker", self._process_events)
+        self._spawn("poller", self._poll_loop)
+
+    def stop(self) -> None:
+        """Stop polling and listening, then tell MQTT we are offline."""
+        self._stop.set()
+        self._events.put(None)
+        if self._webhook_server is not None:
+            self._webhook_server.close()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self.publisher.stop()
+        log.info("minut2mqtt stopped")
+
+    def wait(self) -> None:
+        self._stop.wait()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def health(self) -> tuple[dict[str, Any], bool]:
+        connected = self.publisher.connected
+        document = {
+            "status": "ok" if connected and self.last_poll_error is None else "degraded",
+            "mqtt": {"connected": connected, "reconnects": self.publisher.reconnects},
+            "minut": {
+                "last_poll": format_time(self.last_poll),
+                "last_error": self.last_poll_error,
+                "requests_last_minute": self.minut.budget.used_last_minute(),
+            },
+            "devices": len(self.bridge.devices),
+            "homes": len(self.bridge.homes),
+        }
+        return document, connected
+
+    # -- threads ------------------------------------------------------------------------------
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _poll_loop(self) -> None:
+        failures = 0
+        next_poll = time.monotonic()
+        while not self._stop.is_set():
+            if time.monotonic() >= next_poll:
+                try:
+                    self.poll_once()
+                except MinutApiError as error:
+                    failures += 1
+                    next_poll = time.monotonic() + self._retry_delay(error, failures)
+                else:
+                    if failures:
+                        log.info("Minut API answers again after %d failed polls", failures)
+                    failures = 0
+                    next_poll = time.monotonic() + self.settings.minut.poll_interval
+            self.bridge.tick()
+            self._stop.wait(max(0.0, min(1.0, next_poll - time.monotonic())))
+
+    def poll_once(self) -> None:
+        """One `GET /devices` and one `GET /homes`, whatever the number of devices."""
+        try:
+            raw_devices = self.minut.get_devices()
+            raw_homes = self.minut.get_homes()
+        except MinutApiError as error:
+            if str(error) != self.last_poll_error:
+                level = logging.ERROR if isinstance(error, MinutAuthError) else logging.WARNING
+                log.log(level, "polling Minut failed: %s", error)
+            self.last_poll_error = str(error)
+            raise
+        devices = _parse_all(raw_devices, parse_device)
+        homes = _parse_all(raw_homes, parse_home)
+        self.bridge.apply_poll(devices, homes)
+        self.last_poll = datetime.now(UTC)
+        self.last_poll_error = None
+
+    def _retry_delay(self, error: MinutApiError, failures: int) -> float:
+        """Exponential backoff with jitter, never shorter than the API's Retry-After."""
+        backoff = min(self.settings.minut.poll_interval, FIRST_RETRY_SECONDS * 2 ** (failures - 1))
+        delay: float = backoff * random.uniform(0.5, 1.0)
+        return max(delay, error.retry_after or 0.0)
+
+    def _process_events(self) -> None:
+        while (event := self._events.get()) is not None:
+            try:
+                self.bridge.apply_event(event)
+            except Exception:
+                log.exception("could not process Minut event %s (%s)", event.id, event.type)
+
+    # -- MQTT callbacks (paho's thread) -------------------------------------------------------
+
+    def _on_mqtt_connected(self) -> None:
+        # A broker without persistence forgot our retained configs and states: send them again.
+        threading.Thread(target=self.bridge.republish, name="republish", daemon=True).start()
+
+    def _on_ha_status(self, topic: str, payload: bytes) -> None:
+        if payload.strip().lower() == b"online":
+            delay = random.uniform(*HA_BIRTH_DELAY_SECONDS)
+            log.info("Home Assistant (re)started: re-publishing discovery in %.1f s", delay)
+            timer = threading.Timer(delay, self.bridge.republish)
+            timer.daemon = True
+            timer.start()
+
+
+def _parse_all(raw_items: list[dict[str, Any]], parse: Callable[[dict[str, Any]], T]) -> list[T]:
+    parsed = []
+    for raw in raw_items:
+        try:
+            parsed.append(parse(raw))
+        except MinutDataError as error:
+            log.warning("ignoring a Minut object: %s", error)
+    return parsed

@@ -1,0 +1,1 @@
+"""The Minut side: the API client and typed views of its JSON."""

@@ -1,0 +1,205 @@
+"""The Minut API client: OAuth2 client-credentials session, request budget, typed errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error
+from requests.auth import HTTPBasicAuth
+from requests_oauthlib import OAuth2Session
+
+log = logging.getLogger(__name__)
+
+TOKEN_RENEW_MARGIN = 120.0
+"""Seconds before `expires_in` runs out at which the token is renewed."""
+
+
+class MinutApiError(Exception):
+    """A request to the Minut API failed; `retry_after` is the API's own hint, if it gave one."""
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class MinutAuthError(MinutApiError):
+    """The token endpoint refused our credentials: nothing works until the user fixes them."""
+
+
+class RequestBudget:
+    """Spends at most `per_minute` requests in any 60 s and `per_second` in any 1 s, by waiting."""
+
+    def __init__(
+        self,
+        per_minute: int,
+        per_second: int = 5,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self._windows = ((60.0, per_minute), (1.0, per_second))
+        self._sent: deque[float] = deque()
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self._lock:
+            while (wait := self._wait_needed()) > 0:
+                self._sleep(wait)
+            self._sent.append(self._clock())
+
+    def used_last_minute(self) -> int:
+        with self._lock:
+            self._forget_old()
+            return len(self._sent)
+
+    def _wait_needed(self) -> float:
+        now = self._forget_old()
+        wait = 0.0
+        for window, limit in self._windows:
+            in_window = [sent for sent in self._sent if sent > now - window]
+            if len(in_window) >= limit:
+                wait = max(wait, in_window[-limit] + window - now)
+        return wait
+
+    def _forget_old(self) -> float:
+        now = self._clock()
+        while self._sent and self._sent[0] <= now - 60.0:
+            self._sent.popleft()
+        return now
+
+
+class MinutClient:
+    """One authenticated session to the Minut API; every call goes through the request budget."""
+
+    def __init__(
+        self,
+        api_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        timeout: float = 20.0,
+        budget: RequestBudget | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.api_url = api_url.rstrip("/")
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._timeout = timeout
+        self.budget = budget or RequestBudget(per_minute=100)
+        self._clock = clock
+        self._token_lock = threading.Lock()
+        self._session = OAuth2Session(client=BackendApplicationClient(client_id=client_id))
+        self._token_expires_at = 0.0
+        if urlsplit(self.api_url).scheme == "http":
+            # oauthlib refuses tokens over plain HTTP; only the local simulator is served that way.
+            log.warning("Minut API at %s is plain HTTP: use that only for the simulator", api_url)
+            os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.api_url}/oauth/token"
+
+    def get_devices(self) -> list[dict[str, Any]]:
+        return _list_of_objects(self.request("GET", "/devices"), "devices")
+
+    def get_homes(self) -> list[dict[str, Any]]:
+        return _list_of_objects(self.request("GET", "/homes"), "homes")
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """JSON answer of one API call; renews the token when it is due or refused once."""
+        self._ensure_token()
+        response = self._send(method, path, **kwargs)
+        if response.status_code == 401:
+            log.info("Minut API refused the access token; requesting a new one")
+            self._renew_token()
+            response = self._send(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise _error_from(response, f"{method} {path}")
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise MinutApiError(
+                f"{method} {path}: answer is not JSON", response.status_code
+            ) from None
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        self.budget.acquire()
+        try:
+            response: requests.Response = self._session.request(
+                method, f"{self.api_url}{path}", timeout=self._timeout, **kwargs
+            )
+        except requests.RequestException as error:
+            raise MinutApiError(f"{method} {path}: {type(error).__name__}: {error}") from None
+        return response
+
+    def _ensure_token(self) -> None:
+        if self._clock() >= self._token_expires_at - TOKEN_RENEW_MARGIN:
+            self._renew_token()
+
+    def _renew_token(self) -> None:
+        with self._token_lock:
+            self.budget.acquire()
+            try:
+                token = self._session.fetch_token(
+                    token_url=self.token_url,
+                    auth=HTTPBasicAuth(self._client_id, self._client_secret),
+                    timeout=self._timeout,
+                )
+            except OAuth2Error as error:
+                status = getattr(error, "status_code", None)
+                if error.error in ("invalid_client", "unauthorized_client", "invalid_grant"):
+                    raise MinutAuthError(
+                        f"Minut refused the client credentials ({error.error}): check "
+                        "minut.client_id and minut.client_secret",
+                        status,
+                    ) from None
+                raise MinutApiError(f"token request failed: {error.error}", status) from None
+            except requests.RequestException as error:
+                raise MinutApiError(f"token request failed: {type(error).__name__}") from None
+            except ValueError as error:  # an HTML error page or an empty body
+                raise MinutApiError(f"token request failed: {error}") from None
+            expires_in = float(token.get("expires_in") or 3600)
+            self._token_expires_at = self._clock() + expires_in
+            log.debug("Minut access token renewed, valid for %.0f s", expires_in)
+
+
+def _error_from(response: requests.Response, what: str) -> MinutApiError:
+    retry_after = _retry_after(response.headers.get("Retry-After"))
+    reason = response.reason or ""
+    try:
+        body = response.json()
+        if isinstance(body, dict):
+            reason = str(body.get("error_description") or body.get("error") or reason)
+    except ValueError:
+        pass
+    return MinutApiError(
+        f"{what}: HTTP {response.status_code} {reason}".strip(), response.status_code, retry_after
+    )
+
+
+def _retry_after(header: str | None) -> float | None:
+    if header is None:
+        return None
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        return None
+
+
+def _list_of_objects(answer: Any, key: str) -> list[dict[str, Any]]:
+    items = answer.get(key) if isinstance(answer, dict) else None
+    if not isinstance(items, list):
+        raise MinutApiError(f"GET /{key}: answer has no '{key}' list")
+    return [item for item in items if isinstance(item, dict)]

@@ -1,0 +1,179 @@
+"""Typed views of the Minut API's JSON, tolerant of missing keys, nulls and unknown fields."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+class MinutDataError(ValueError):
+    """A Minut object lacks what identifies it (an id); it cannot be used at all."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    value: float
+    time: datetime | None
+
+
+@dataclass(frozen=True)
+class Device:
+    device_id: str
+    home_id: str | None
+    name: str
+    hardware_version: int | None = None
+    firmware: str | None = None
+    mac: str | None = None
+    offline: bool = False
+    battery_percent: float | None = None
+    battery_voltage: float | None = None
+    readings: Mapping[str, Reading] = field(default_factory=dict)
+    ongoing_events: frozenset[str] = frozenset()
+    last_heard_from_at: datetime | None = None
+    next_heartbeat_at: datetime | None = None
+
+    @property
+    def model(self) -> str:
+        return f"Point v{self.hardware_version}" if self.hardware_version else "Point"
+
+
+@dataclass(frozen=True)
+class Home:
+    home_id: str
+    name: str
+    alarm_status: str | None = None
+    alarm_mode: str | None = None
+    disturbance_monitoring_active: bool | None = None
+    timezone: str | None = None
+    device_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    type: str
+    created_at: datetime | None
+    home_id: str | None
+    device_id: str | None
+    raw: Mapping[str, Any]
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def format_time(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_device(raw: Mapping[str, Any]) -> Device:
+    device_id = _identifier(raw, "device_id", "device")
+    battery = _mapping(raw.get("battery"))
+    firmware = _mapping(raw.get("firmware"))
+    return Device(
+        device_id=device_id,
+        home_id=_optional_str(raw.get("home")),
+        name=_optional_str(raw.get("description")) or f"Point {device_id[-6:]}",
+        hardware_version=_optional_int(raw.get("hardware_version")),
+        firmware=_optional_str(firmware.get("installed")),
+        mac=_optional_str(raw.get("device_mac")),
+        offline=raw.get("offline") is True,
+        battery_percent=_optional_float(battery.get("percent")),
+        battery_voltage=_optional_float(battery.get("voltage")),
+        readings=_readings(raw.get("latest_sensor_values")),
+        ongoing_events=frozenset(
+            event for event in _list(raw.get("ongoing_events")) if isinstance(event, str)
+        ),
+        last_heard_from_at=parse_time(raw.get("last_heard_from_at")),
+        next_heartbeat_at=parse_time(raw.get("next_heartbeat_at")),
+    )
+
+
+def parse_home(raw: Mapping[str, Any]) -> Home:
+    home_id = _identifier(raw, "home_id", "home")
+    monitoring = raw.get("disturbance_monitoring_active")
+    return Home(
+        home_id=home_id,
+        name=_optional_str(raw.get("name")) or f"Home {home_id[-6:]}",
+        alarm_status=_optional_str(raw.get("alarm_status")),
+        alarm_mode=_optional_str(raw.get("alarm_mode")),
+        disturbance_monitoring_active=monitoring if isinstance(monitoring, bool) else None,
+        timezone=_optional_str(raw.get("timezone")),
+        device_ids=tuple(d for d in _list(raw.get("devices")) if isinstance(d, str)),
+    )
+
+
+def parse_event(raw: Mapping[str, Any]) -> Event:
+    event_id = _identifier(raw, "id", "event")
+    event_type = raw.get("type")
+    if not isinstance(event_type, str) or not event_type:
+        raise MinutDataError("event has no 'type'")
+    return Event(
+        id=event_id,
+        type=event_type,
+        created_at=parse_time(raw.get("created_at")),
+        home_id=_optional_str(raw.get("home_id")),
+        device_id=_optional_str(raw.get("device_id")),
+        raw=dict(raw),
+    )
+
+
+def _readings(raw: Any) -> dict[str, Reading]:
+    readings = {}
+    for key, entry in _mapping(raw).items():
+        entry_map = _mapping(entry)
+        value = _optional_float(entry_map.get("value"))
+        if isinstance(key, str) and value is not None:
+            readings[key] = Reading(value=value, time=parse_time(entry_map.get("time")))
+    return readings
+
+
+def _identifier(raw: Mapping[str, Any], key: str, kind: str) -> str:
+    value = raw.get(key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value:
+        raise MinutDataError(f"{kind} has no '{key}'")
+    return value
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _optional_str(value: Any) -> str | None:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _optional_float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if value == value else None  # NaN is not a reading
+
+
+def _optional_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None

@@ -1,0 +1,1 @@
+"""The MQTT side: topics, payloads, Home Assistant discovery and the publishers."""

@@ -1,0 +1,177 @@
+"""Where messages leave the bridge: the Publisher interface, paho-mqtt, and an in-memory twin."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+
+from .payloads import OFFLINE, ONLINE
+
+log = logging.getLogger(__name__)
+
+QOS = 1
+
+
+class Publisher(Protocol):
+    def publish(self, topic: str, payload: str | bytes, *, retain: bool) -> None:
+        """Queue one message at QoS 1; never blocks on the network."""
+
+
+@dataclass
+class PublishedMessage:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+@dataclass
+class MemoryPublisher:
+    """Keeps what would have been published: for unit tests of the bridge logic."""
+
+    messages: list[PublishedMessage] = field(default_factory=list)
+    retained: dict[str, bytes] = field(default_factory=dict)
+
+    def publish(self, topic: str, payload: str | bytes, *, retain: bool) -> None:
+        data = payload.encode() if isinstance(payload, str) else payload
+        self.messages.append(PublishedMessage(topic, data, retain))
+        if retain:
+            if data:
+                self.retained[topic] = data
+            else:
+                self.retained.pop(topic, None)
+
+    def on_topic(self, topic: str) -> list[PublishedMessage]:
+        return [message for message in self.messages if message.topic == topic]
+
+    def clear(self) -> None:
+        self.messages.clear()
+
+
+@dataclass(frozen=True)
+class MqttOptions:
+    host: str
+    port: int
+    client_id: str
+    availability_topic: str
+    username: str | None = None
+    password: str | None = None
+    keepalive: int = 60
+    tls_context: ssl.SSLContext | None = None
+
+
+class MqttPublisher:
+    """paho-mqtt 2.x: QoS 1, automatic reconnect, retained last will on the availability topic.
+
+    Speaks MQTT 3.1.1, which Mosquitto and the embedded amqtt broker both accept. Messages
+    published while the broker is away are queued by paho and sent after the reconnect.
+    """
+
+    def __init__(
+        self,
+        options: MqttOptions,
+        *,
+        on_connected: Callable[[], None] = lambda: None,
+        subscriptions: dict[str, Callable[[str, bytes], None]] | None = None,
+    ):
+        self._options = options
+        self._on_connected = on_connected
+        self._subscriptions = dict(subscriptions or {})
+        self._connected = threading.Event()
+        self.reconnects = 0
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=options.client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
+        if options.username:
+            self._client.username_pw_set(options.username, options.password)
+        if options.tls_context is not None:
+            self._client.tls_set_context(options.tls_context)
+        self._client.will_set(options.availability_topic, OFFLINE, qos=QOS, retain=True)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.max_inflight_messages_set(100)
+        self._client.on_connect = self._handle_connect
+        self._client.on_disconnect = self._handle_disconnect
+        self._client.on_message = self._handle_message
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def start(self) -> None:
+        """Connect in the background; paho keeps retrying until the broker answers."""
+        log.info("connecting to MQTT broker %s:%d", self._options.host, self._options.port)
+        self._client.connect_async(self._options.host, self._options.port, self._options.keepalive)
+        self._client.loop_start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def stop(self) -> None:
+        """Say `offline` on purpose (the will is only for a crash), then disconnect."""
+        if self.connected:
+            info = self._client.publish(
+                self._options.availability_topic, OFFLINE, qos=QOS, retain=True
+            )
+            with contextlib.suppress(RuntimeError):
+                info.wait_for_publish(timeout=3)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+
+    def publish(self, topic: str, payload: str | bytes, *, retain: bool) -> None:
+        info = self._client.publish(topic, payload, qos=QOS, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            log.warning("MQTT publish to %s failed: %s", topic, mqtt.error_string(info.rc))
+
+    def _handle_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: object,
+    ) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT broker refused the connection: %s", reason_code)
+            return
+        self._connected.set()
+        log.info("connected to MQTT broker %s:%d", self._options.host, self._options.port)
+        client.publish(self._options.availability_topic, ONLINE, qos=QOS, retain=True)
+        for topic_filter in self._subscriptions:
+            client.subscribe(topic_filter, qos=QOS)
+        self._on_connected()
+
+    def _handle_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: object,
+    ) -> None:
+        if self._connected.is_set():
+            self.reconnects += 1
+            log.warning("lost the MQTT broker (%s); reconnecting", reason_code)
+        self._connected.clear()
+
+    def _handle_message(
+        self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage
+    ) -> None:
+        # amqtt may hand us retained messages for filters we never subscribed to: match ourselves.
+        for topic_filter, handler in self._subscriptions.items():
+            if mqtt.topic_matches_sub(topic_filter, message.topic):
+                try:
+                    handler(message.topic, bytes(message.payload))
+                except Exception:
+                    log.exception("handling MQTT message on %s failed", message.topic)

@@ -1,0 +1,28 @@
+"""What the bridge currently believes about each Point and home (plain data, no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .entities import DEVICE_STATES, HOME_STATES
+from .minut.models import Device, Home, Reading
+
+
+@dataclass
+class DeviceState:
+    device: Device
+    readings: dict[str, Reading] = field(default_factory=dict)
+    """Latest value of every reading this device ever carried (a key missing later stays, ages)."""
+    states: dict[str, bool] = field(
+        default_factory=lambda: {spec.key: False for spec in DEVICE_STATES}
+    )
+    momentary_until: dict[str, float] = field(default_factory=dict)
+    """Monotonic time at which each momentary state that is on falls back to off."""
+
+
+@dataclass
+class HomeState:
+    home: Home
+    states: dict[str, bool] = field(
+        default_factory=lambda: {spec.key: False for spec in HOME_STATES}
+    )

@@ -1,0 +1,78 @@
+"""The webhook listener: check the delivery, parse the event, hand it over, answer at once."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from .minut.models import Event, MinutDataError, parse_event
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def create_app(
+    secret: str,
+    on_event: Callable[[Event], None],
+    health: Callable[[], tuple[dict[str, Any], bool]],
+) -> Flask:
+    """`on_event` must return quickly (queue the event); `health` gives (document, healthy)."""
+    app = Flask("minut2mqtt.webhook")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+
+    @app.post("/webhook/<path_secret>")
+    def receive(path_secret: str) -> Response:
+        if not hmac.compare_digest(path_secret.encode(), secret.encode()):
+            log.warning("webhook delivery with a wrong path secret rejected")
+            return _json({"error": "not found"}, 404)
+        try:
+            event = _parse_delivery(request.get_data(cache=False))
+        except ValueError as error:
+            log.warning("webhook delivery rejected: %s", error)
+            return _json({"error": str(error)}, 400)
+        on_event(event)
+        return _json({"status": "accepted", "event_id": event.id}, 202)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        document, healthy = health()
+        return _json(document, 200 if healthy else 503)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        return _json({"error": (error.name or "error").lower()}, error.code or 500)
+
+    return app
+
+
+def _parse_delivery(body: bytes) -> Event:
+    """The event of one delivery `{"hook_id": …, "event": {id, type, …}}`, or ValueError why not."""
+    if not body:
+        raise ValueError("empty body")
+    try:
+        delivery = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ValueError("body is not JSON") from None
+    if not isinstance(delivery, dict):
+        raise ValueError("body must be a JSON object")
+    event = delivery.get("event")
+    if not isinstance(event, dict):
+        raise ValueError("'event' must be an object")
+    hook_id = delivery.get("hook_id")
+    if hook_id is not None and not isinstance(hook_id, str):
+        raise ValueError("'hook_id' must be a string")
+    try:
+        return parse_event(event)
+    except MinutDataError as error:
+        raise ValueError(str(error)) from None
+
+
+def _json(document: dict[str, Any], status: int) -> Response:
+    return Response(json.dumps(document), status=status, mimetype="application/json")

@@ -1,0 +1,232 @@
+"""The bridge's decisions, with the in-memory publisher (pure logic, no broker)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from minut2mqtt.bridge import Bridge
+from minut2mqtt.entities import DEVICE_STATES
+from minut2mqtt.minut.models import parse_device, parse_event, parse_home
+from minut2mqtt.mqtt.publisher import MemoryPublisher
+from minut2mqtt.mqtt.topics import Topics
+
+NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+TOPICS = Topics("minut2mqtt", "homeassistant")
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def raw_device(**changes: Any) -> dict[str, Any]:
+    device = {
+        "device_id": "dev1",
+        "home": "home1",
+        "description": "Hallway",
+        "hardware_version": 2,
+        "firmware": {"installed": "2.1.0", "wanted": "2.1.0"},
+        "offline": False,
+        "battery": {"percent": 87, "voltage": 2.9},
+        "ongoing_events": [],
+        "last_heard_from_at": iso(NOW - timedelta(minutes=5)),
+        "latest_sensor_values": {
+            "temperature": {"time": iso(NOW - timedelta(minutes=5)), "value": 21.4321},
+            "humidity": {"time": iso(NOW - timedelta(minutes=5)), "value": 45.0},
+        },
+    }
+    device.update(changes)
+    return device
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.wall = NOW
+        self.mono = 1000.0
+
+    def advance(self, seconds: float) -> None:
+        self.wall += timedelta(seconds=seconds)
+        self.mono += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def publisher() -> MemoryPublisher:
+    return MemoryPublisher()
+
+
+@pytest.fixture
+def bridge(publisher: MemoryPublisher, clock: Clock) -> Bridge:
+    return Bridge(
+        publisher,
+        TOPICS,
+        stale_after=3600,
+        momentary_seconds=30,
+        wall_clock=lambda: clock.wall,
+        monotonic=lambda: clock.mono,
+    )
+
+
+def poll(bridge: Bridge, *devices: dict[str, Any]) -> None:
+    home = parse_home({"home_id": "home1", "name": "Beach house", "alarm_status": "off",
+                       "devices": [d["device_id"] for d in devices]})  # fmt: skip
+    bridge.apply_poll([parse_device(d) for d in devices], [home])
+
+
+def state_of(publisher: MemoryPublisher, device_id: str = "dev1") -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(publisher.retained[TOPICS.device_state(device_id)])
+    return document
+
+
+def event(event_type: str, **fields: Any) -> Any:
+    return parse_event({"id": f"ev-{event_type}", "type": event_type, "home_id": "home1",
+                        "created_at": iso(NOW), **fields})  # fmt: skip
+
+
+def test_poll_publishes_readings_with_units_times_and_freshness(bridge, publisher):
+    poll(bridge, raw_device())
+    readings = state_of(publisher)["readings"]
+    assert readings["temperature"] == {
+        "value": 21.43, "unit": "°C", "time": iso(NOW - timedelta(minutes=5)), "status": "fresh",
+    }  # fmt: skip
+    assert readings["battery"]["value"] == 87
+    assert set(readings) == {"temperature", "humidity", "battery", "battery_voltage"}
+
+
+def test_device_without_latest_sensor_values_still_gets_a_state_document(bridge, publisher):
+    device = raw_device()
+    del device["latest_sensor_values"]
+    poll(bridge, device)
+    assert set(state_of(publisher)["readings"]) == {"battery", "battery_voltage"}
+
+
+def test_reading_turns_stale_without_a_new_poll(bridge, publisher, clock):
+    poll(bridge, raw_device())
+    clock.advance(3600)
+    bridge.tick()
+    assert state_of(publisher)["readings"]["temperature"]["status"] == "stale"
+
+
+def test_unchanged_poll_publishes_nothing(bridge, publisher):
+    poll(bridge, raw_device())
+    publisher.clear()
+    poll(bridge, raw_device())
+    assert publisher.messages == []
+
+
+def test_webhook_event_flips_state_and_off_event_clears_it(bridge, publisher):
+    poll(bridge, raw_device())
+    bridge.apply_event(event("temperature_high", device_id="dev1", sensor_value=31.2))
+    assert state_of(publisher)["states"]["heat"] == "ON"
+    bridge.apply_event(event("temperature_dropped_normal", device_id="dev1"))
+    assert state_of(publisher)["states"]["heat"] == "OFF"
+
+
+def test_event_is_published_whole_and_not_retained(bridge, publisher):
+    poll(bridge, raw_device())
+    bridge.apply_event(event("pir_motion", device_id="dev1", extra_field=[1, 2]))
+    [message] = publisher.on_topic(TOPICS.device_event("dev1"))
+    assert not message.retain
+    body = json.loads(message.payload)
+    assert body["type"] == body["event_type"] == "pir_motion"
+    assert body["extra_field"] == [1, 2]
+
+
+def test_unknown_event_type_is_passed_through_as_other(bridge, publisher):
+    poll(bridge, raw_device())
+    before = state_of(publisher)
+    bridge.apply_event(event("brand_new_thing", device_id="dev1"))
+    [message] = publisher.on_topic(TOPICS.device_event("dev1"))
+    body = json.loads(message.payload)
+    assert (body["type"], body["event_type"]) == ("brand_new_thing", "other")
+    assert state_of(publisher) == before
+
+
+def test_momentary_state_falls_back_to_off(bridge, publisher, clock):
+    poll(bridge, raw_device())
+    bridge.apply_event(event("pir_motion", device_id="dev1"))
+    assert state_of(publisher)["states"]["motion"] == "ON"
+    clock.advance(10)
+    poll(bridge, raw_device())
+    assert state_of(publisher)["states"]["motion"] == "ON", "a poll must not cut it short"
+    clock.advance(21)
+    bridge.tick()
+    assert state_of(publisher)["states"]["motion"] == "OFF"
+
+
+def test_poll_corrects_missed_events_from_ongoing_events(bridge, publisher):
+    poll(bridge, raw_device(ongoing_events=["humidity_high", "tamper_removed"]))
+    states = state_of(publisher)["states"]
+    assert (states["moisture"], states["tamper"], states["heat"]) == ("ON", "ON", "OFF")
+    bridge.apply_event(event("temperature_high", device_id="dev1"))
+    poll(bridge, raw_device(ongoing_events=[]))
+    states = state_of(publisher)["states"]
+    assert (states["moisture"], states["tamper"], states["heat"]) == ("OFF", "OFF", "OFF")
+
+
+def test_home_disturbance_follows_home_events(bridge, publisher):
+    poll(bridge, raw_device())
+    bridge.apply_event(event("disturbance_first_notice"))
+    home = json.loads(publisher.retained[TOPICS.home_state("home1")])
+    assert home["states"]["disturbance"] == "ON"
+    [message] = publisher.on_topic(TOPICS.home_event("home1"))
+    assert json.loads(message.payload)["type"] == "disturbance_first_notice"
+    bridge.apply_event(event("disturbance_ended"))
+    home = json.loads(publisher.retained[TOPICS.home_state("home1")])
+    assert home["states"]["disturbance"] == "OFF"
+
+
+def test_alarm_silenced_without_device_clears_alarm_heard_in_its_home(bridge, publisher):
+    poll(bridge, raw_device())
+    bridge.apply_event(event("alarm_heard", device_id="dev1"))
+    assert state_of(publisher)["states"]["alarm_heard"] == "ON"
+    bridge.apply_event(event("alarm_silenced"))
+    assert state_of(publisher)["states"]["alarm_heard"] == "OFF"
+
+
+def test_offline_device_is_unavailable_but_says_disconnected(bridge, publisher):
+    poll(bridge, raw_device(offline=True))
+    assert publisher.retained[TOPICS.device_availability("dev1")] == b"offline"
+    assert state_of(publisher)["states"]["connectivity"] == "OFF"
+    poll(bridge, raw_device(offline=False))
+    assert publisher.retained[TOPICS.device_availability("dev1")] == b"online"
+    assert state_of(publisher)["states"]["connectivity"] == "ON"
+
+
+def test_low_battery_percent_sets_battery_low(bridge, publisher):
+    poll(bridge, raw_device(battery={"percent": 8}))
+    assert state_of(publisher)["states"]["battery_low"] == "ON"
+
+
+def test_device_that_leaves_the_account_is_removed_everywhere(bridge, publisher):
+    poll(bridge, raw_device(), raw_device(device_id="dev2", description="Kitchen"))
+    dev2_topics = [t for t in publisher.retained if "dev2" in t]
+    assert len(dev2_topics) > 10
+    poll(bridge, raw_device())
+    assert not [t for t in publisher.retained if "dev2" in t]
+    assert state_of(publisher)["name"] == "Hallway"
+
+
+def test_republish_sends_everything_again(bridge, publisher):
+    poll(bridge, raw_device())
+    retained = dict(publisher.retained)
+    publisher.clear()
+    bridge.republish()
+    assert {m.topic for m in publisher.messages} == set(retained)
+
+
+def test_event_for_unknown_device_is_still_published(bridge, publisher):
+    bridge.apply_event(event("short_button_press", device_id="not-yet-polled"))
+    assert publisher.on_topic(TOPICS.device_event("not-yet-polled"))
+
+
+def test_every_binary_state_appears_in_the_document(bridge, publisher):
+    poll(bridge, raw_device())
+    assert set(state_of(publisher)["states"]) == {spec.key for spec in DEVICE_STATES}
