@@ -69,6 +69,8 @@ class Daemon:
         )
         self._events: queue.Queue[Event | None] = queue.Queue()
         self._stop = threading.Event()
+        self._first_poll_done = threading.Event()
+        self._poll_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._webhook_server: Any = None
         self.last_poll: datetime | None = None
@@ -108,6 +110,7 @@ class Daemon:
     def stop(self) -> None:
         """Stop polling and listening, then tell MQTT we are offline."""
         self._stop.set()
+        self._first_poll_done.set()
         self._events.put(None)
         if self._webhook_server is not None:
             self._webhook_server.close()
@@ -159,11 +162,16 @@ class Daemon:
                         log.info("Minut API answers again after %d failed polls", failures)
                     failures = 0
                     next_poll = time.monotonic() + self.settings.minut.poll_interval
+                self._first_poll_done.set()
             self.bridge.tick()
             self._stop.wait(max(0.0, min(1.0, next_poll - time.monotonic())))
 
     def poll_once(self) -> None:
         """One `GET /devices` and one `GET /homes`, whatever the number of devices."""
+        with self._poll_lock:  # an older picture must never be applied after a newer one
+            self._poll_and_apply()
+
+    def _poll_and_apply(self) -> None:
         try:
             raw_devices = self.minut.get_devices()
             raw_homes = self.minut.get_homes()
@@ -186,6 +194,11 @@ class Daemon:
         return max(delay, error.retry_after or 0.0)
 
     def _process_events(self) -> None:
+        # Events that arrive while starting up wait for the first poll, so that they find the
+        # devices and homes they belong to (their states would be lost otherwise).
+        while not self._first_poll_done.wait(0.5):
+            if self._stop.is_set():
+                return
         while (event := self._events.get()) is not None:
             try:
                 self.bridge.apply_event(event)

@@ -19,7 +19,7 @@ from requests_oauthlib import OAuth2Session
 log = logging.getLogger(__name__)
 
 TOKEN_RENEW_MARGIN = 120.0
-"""Seconds before `expires_in` runs out at which the token is renewed."""
+"""Seconds before `expires_in` runs out at which the token is renewed (at most a tenth of it)."""
 
 
 class MinutApiError(Exception):
@@ -98,8 +98,10 @@ class MinutClient:
         self.budget = budget or RequestBudget(per_minute=100)
         self._clock = clock
         self._token_lock = threading.Lock()
-        self._session = OAuth2Session(client=BackendApplicationClient(client_id=client_id))
-        self._token_expires_at = 0.0
+        self._oauth = OAuth2Session(client=BackendApplicationClient(client_id=client_id))
+        self._http = requests.Session()
+        self._access_token = ""
+        self._token_renew_at = 0.0
         if urlsplit(self.api_url).scheme == "http":
             # oauthlib refuses tokens over plain HTTP; only the local simulator is served that way.
             log.warning("Minut API at %s is plain HTTP: use that only for the simulator", api_url)
@@ -117,12 +119,11 @@ class MinutClient:
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """JSON answer of one API call; renews the token when it is due or refused once."""
-        self._ensure_token()
-        response = self._send(method, path, **kwargs)
+        token = self._current_token()
+        response = self._send(method, path, token, **kwargs)
         if response.status_code == 401:
             log.info("Minut API refused the access token; requesting a new one")
-            self._renew_token()
-            response = self._send(method, path, **kwargs)
+            response = self._send(method, path, self._renewed_token(refused=token), **kwargs)
         if response.status_code >= 400:
             raise _error_from(response, f"{method} {path}")
         if not response.content:
@@ -134,45 +135,58 @@ class MinutClient:
                 f"{method} {path}: answer is not JSON", response.status_code
             ) from None
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def _send(self, method: str, path: str, token: str, **kwargs: Any) -> requests.Response:
         self.budget.acquire()
+        headers = {**kwargs.pop("headers", {}), "Authorization": f"Bearer {token}"}
         try:
-            response: requests.Response = self._session.request(
-                method, f"{self.api_url}{path}", timeout=self._timeout, **kwargs
+            return self._http.request(
+                method, f"{self.api_url}{path}", headers=headers, timeout=self._timeout, **kwargs
             )
         except requests.RequestException as error:
             raise MinutApiError(f"{method} {path}: {type(error).__name__}: {error}") from None
-        return response
 
-    def _ensure_token(self) -> None:
-        if self._clock() >= self._token_expires_at - TOKEN_RENEW_MARGIN:
-            self._renew_token()
-
-    def _renew_token(self) -> None:
+    def _current_token(self) -> str:
         with self._token_lock:
-            self.budget.acquire()
-            try:
-                token = self._session.fetch_token(
-                    token_url=self.token_url,
-                    auth=HTTPBasicAuth(self._client_id, self._client_secret),
-                    timeout=self._timeout,
-                )
-            except OAuth2Error as error:
-                status = getattr(error, "status_code", None)
-                if error.error in ("invalid_client", "unauthorized_client", "invalid_grant"):
-                    raise MinutAuthError(
-                        f"Minut refused the client credentials ({error.error}): check "
-                        "minut.client_id and minut.client_secret",
-                        status,
-                    ) from None
-                raise MinutApiError(f"token request failed: {error.error}", status) from None
-            except requests.RequestException as error:
-                raise MinutApiError(f"token request failed: {type(error).__name__}") from None
-            except ValueError as error:  # an HTML error page or an empty body
-                raise MinutApiError(f"token request failed: {error}") from None
-            expires_in = float(token.get("expires_in") or 3600)
-            self._token_expires_at = self._clock() + expires_in
-            log.debug("Minut access token renewed, valid for %.0f s", expires_in)
+            if self._access_token and self._clock() < self._token_renew_at:
+                return self._access_token
+            return self._fetch_token()
+
+    def _renewed_token(self, refused: str) -> str:
+        with self._token_lock:
+            if self._access_token != refused:  # another thread renewed it meanwhile
+                return self._access_token
+            return self._fetch_token()
+
+    def _fetch_token(self) -> str:
+        """A new access token from the token endpoint (the caller holds the token lock)."""
+        self.budget.acquire()
+        try:
+            token = self._oauth.fetch_token(
+                token_url=self.token_url,
+                auth=HTTPBasicAuth(self._client_id, self._client_secret),
+                timeout=self._timeout,
+            )
+        except OAuth2Error as error:
+            status = getattr(error, "status_code", None)
+            if error.error in ("invalid_client", "unauthorized_client", "invalid_grant"):
+                raise MinutAuthError(
+                    f"Minut refused the client credentials ({error.error}): check "
+                    "minut.client_id and minut.client_secret",
+                    status,
+                ) from None
+            raise MinutApiError(f"token request failed: {error.error}", status) from None
+        except requests.RequestException as error:
+            raise MinutApiError(f"token request failed: {type(error).__name__}") from None
+        except ValueError as error:  # an HTML error page or an empty body
+            raise MinutApiError(f"token request failed: {error}") from None
+        access_token = token.get("access_token")
+        if not isinstance(access_token, str) or not access_token:
+            raise MinutApiError("token request failed: the answer has no access_token")
+        expires_in = float(token.get("expires_in") or 3600)
+        self._access_token = access_token
+        self._token_renew_at = self._clock() + expires_in - min(TOKEN_RENEW_MARGIN, expires_in / 10)
+        log.debug("Minut access token renewed, valid for %.0f s", expires_in)
+        return access_token
 
 
 def _error_from(response: requests.Response, what: str) -> MinutApiError:

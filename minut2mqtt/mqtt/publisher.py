@@ -125,9 +125,9 @@ class MqttPublisher:
             )
             with contextlib.suppress(RuntimeError):
                 info.wait_for_publish(timeout=3)
+        self._connected.clear()
         self._client.disconnect()
         self._client.loop_stop()
-        self._connected.clear()
 
     def publish(self, topic: str, payload: str | bytes, *, retain: bool) -> None:
         info = self._client.publish(topic, payload, qos=QOS, retain=retain)

@@ -1,0 +1,255 @@
+"""The whole main path on real components: simulator → daemon → real broker → a subscriber."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+from brokers import MqttRecorder
+from conftest import WEBHOOK_SECRET, webhook_url
+
+BRIDGE = "minut2mqtt/bridge/availability"
+DEV1_STATE = "minut2mqtt/device/dev1/state"
+DEV1_EVENT = "minut2mqtt/device/dev1/event"
+DEV1_AVAILABILITY = "minut2mqtt/device/dev1/availability"
+
+
+def document(message: Any) -> dict[str, Any]:
+    parsed: dict[str, Any] = json.loads(message.payload)
+    return parsed
+
+
+def retained(broker: Any, topic_filter: str = "#") -> dict[str, bytes]:
+    return MqttRecorder.retained_snapshot(broker.host, broker.port, topic_filter)
+
+
+def state_where(recorder: MqttRecorder, topic: str, check: Any, timeout: float = 10) -> dict:
+    def matches(payload: bytes) -> bool:
+        try:
+            return bool(check(json.loads(payload)))
+        except (ValueError, KeyError, TypeError):
+            return False
+
+    return document(recorder.wait_for_topic(topic, timeout, matches))
+
+
+def test_states_and_discovery_match_the_simulator(start_daemon, recorder, broker, account):
+    start_daemon()
+    state = document(recorder.wait_for_topic(DEV1_STATE))
+    api_values = account.get_device("dev1")["latest_sensor_values"]
+    for key in ("temperature", "humidity", "sound"):
+        assert state["readings"][key]["value"] == round(api_values[key]["value"], 2)
+        assert state["readings"][key]["status"] == "fresh"
+    assert state["readings"]["battery"]["value"] == account.get_device("dev1")["battery"]["percent"]
+    assert state["name"] == "Hallway" and state["online"] is True
+
+    snapshot = retained(broker)
+    assert snapshot[BRIDGE] == b"online"
+    assert snapshot[DEV1_AVAILABILITY] == b"online"
+    temperature = json.loads(snapshot["homeassistant/sensor/minut2mqtt_dev1/temperature/config"])
+    assert temperature["state_topic"] == DEV1_STATE
+    assert temperature["unit_of_measurement"] == "°C"
+    for component, key in [("sensor", "humidity"), ("sensor", "sound"), ("sensor", "battery"),
+                           ("binary_sensor", "heat"), ("binary_sensor", "connectivity"),
+                           ("event", "event"), ("binary_sensor", "motion")]:  # fmt: skip
+        assert f"homeassistant/{component}/minut2mqtt_dev1/{key}/config" in snapshot
+    assert "homeassistant/sensor/minut2mqtt_dev1/pressure/config" not in snapshot
+    home = json.loads(snapshot["minut2mqtt/home/home1/state"])
+    assert home["alarm_status"] == "off" and home["states"]["disturbance"] == "OFF"
+    assert "homeassistant/binary_sensor/minut2mqtt_home_home1/disturbance/config" in snapshot
+
+
+def test_webhook_event_reaches_event_topic_and_flips_binary_state(start_daemon, recorder, account):
+    start_daemon()
+    recorder.wait_for_topic(DEV1_STATE)
+    sent = account.inject_event("temperature_high", home_id="home1", device_id="dev1",
+                                sensor_value=30.5)  # fmt: skip
+    event = document(recorder.wait_for_topic(DEV1_EVENT))
+    assert event["id"] == sent["id"]
+    assert event["type"] == event["event_type"] == "temperature_high"
+    assert event["sensor_value"] == 30.5
+    assert not recorder.last(DEV1_EVENT).retain
+    state_where(recorder, DEV1_STATE, lambda s: s["states"]["heat"] == "ON")
+    account.inject_event("temperature_dropped_normal", home_id="home1", device_id="dev1")
+    state_where(recorder, DEV1_STATE, lambda s: s["states"]["heat"] == "OFF")
+
+
+def test_unknown_event_type_is_passed_through(start_daemon, recorder, account):
+    start_daemon()
+    recorder.wait_for_topic(DEV1_STATE)
+    account.inject_event("future_event_type", home_id="home1", device_id="dev1", level=3)
+    event = document(recorder.wait_for_topic(DEV1_EVENT))
+    assert (event["type"], event["event_type"], event["level"]) == ("future_event_type", "other", 3)
+
+
+def test_home_noise_disturbance(start_daemon, recorder, account):
+    start_daemon()
+    account.inject_event("disturbance_first_notice", home_id="home1")
+    event = document(recorder.wait_for_topic("minut2mqtt/home/home1/event"))
+    assert event["type"] == "disturbance_first_notice"
+    state_where(recorder, "minut2mqtt/home/home1/state",
+                lambda s: s["states"]["disturbance"] == "ON")  # fmt: skip
+
+
+def test_bad_webhook_deliveries_are_refused_and_publish_nothing(start_daemon, recorder):
+    daemon = start_daemon()
+    recorder.wait_for_topic(DEV1_STATE)
+    recorder.clear()
+    good_event = {"id": "e1", "type": "pir_motion", "home_id": "home1", "device_id": "dev1"}
+    wrong_secret = requests.post(webhook_url(daemon, "wrong"), json={"event": good_event})
+    assert wrong_secret.status_code == 404
+    for body, reason in [
+        (b"not json", "not JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b'{"hook_id": "h"}', "'event' must be an object"),
+        (b'{"event": {"type": "pir_motion"}}', "has no 'id'"),
+        (b'{"event": {"id": "x"}}', "has no 'type'"),
+        (b"", "empty"),
+    ]:
+        answer = requests.post(webhook_url(daemon), data=body, timeout=5)
+        assert answer.status_code == 400, body
+        assert reason in answer.json()["error"]
+    assert requests.get(webhook_url(daemon), timeout=5).status_code == 405
+    time.sleep(0.5)
+    assert not [m for m in recorder.messages if m.topic.endswith("/event")]
+    health = requests.get(f"http://127.0.0.1:{daemon.webhook_port}/healthz", timeout=5)
+    assert health.status_code == 200 and health.json()["mqtt"]["connected"] is True
+    assert requests.post(webhook_url(daemon), json={"event": good_event}).status_code == 202
+    recorder.wait_for_topic(DEV1_EVENT)
+
+
+def test_offline_device(start_daemon, recorder, broker, account):
+    account.set_offline("dev2", True)
+    start_daemon()
+    state = state_where(recorder, "minut2mqtt/device/dev2/state", lambda s: True)
+    assert state["online"] is False and state["states"]["connectivity"] == "OFF"
+    assert retained(broker)["minut2mqtt/device/dev2/availability"] == b"offline"
+
+
+def test_removed_device_has_its_discovery_removed(start_daemon, recorder, broker, account):
+    daemon = start_daemon()
+    recorder.wait_for_topic("minut2mqtt/device/dev2/state")
+    assert any("minut2mqtt_dev2" in topic for topic in retained(broker))
+    account.remove_device("dev2")
+    daemon.poll_once()
+    # the availability topic is cleared last
+    recorder.wait_for_topic("minut2mqtt/device/dev2/availability",
+                            payload_predicate=lambda p: p == b"")  # fmt: skip
+    left = retained(broker)
+    assert not [topic for topic in left if "dev2" in topic]
+    assert "homeassistant/sensor/minut2mqtt_dev1/temperature/config" in left
+
+
+def test_broker_restart_brings_discovery_and_states_back(start_daemon, recorder, broker):
+    start_daemon()
+    recorder.wait_for_topic(DEV1_STATE)
+    broker.restart()
+    assert retained(broker, "homeassistant/#") == {} or broker.kind == "amqtt"
+    recorder.clear()
+    recorder.wait_for_topic("homeassistant/sensor/minut2mqtt_dev1/temperature/config", 20)
+    recorder.wait_for_topic(DEV1_STATE, 20)
+    snapshot = retained(broker)
+    assert snapshot[BRIDGE] == b"online"
+    assert "homeassistant/sensor/minut2mqtt_dev2/humidity/config" in snapshot
+    assert DEV1_STATE in snapshot
+
+
+def test_home_assistant_birth_triggers_republish(start_daemon, recorder):
+    daemon = start_daemon()
+    config_topic = "homeassistant/sensor/minut2mqtt_dev1/temperature/config"
+    recorder.wait_for_topic(config_topic)
+    daemon.poll_once()  # nothing changed: discovery is not sent again on a poll
+    time.sleep(0.3)
+    assert len([m for m in recorder.messages if m.topic == config_topic]) == 1
+    recorder.clear()
+    daemon.publisher.publish("homeassistant/status", "online", retain=False)
+    recorder.wait_for_topic(config_topic, 10)
+    recorder.wait_for_topic(DEV1_STATE, 10)
+
+
+def test_expired_token_is_renewed_transparently(start_daemon, recorder, account):
+    daemon = start_daemon()
+    recorder.wait_for_topic(DEV1_STATE)
+    tokens_before = _token_requests(account)
+    account.expire_tokens()
+    account.set_reading("dev1", "temperature", 25.0)
+    daemon.poll_once()
+    assert _token_requests(account) == tokens_before + 1
+    state_where(recorder, DEV1_STATE,
+                lambda s: s["readings"]["temperature"]["value"] == 25.0)  # fmt: skip
+
+
+def test_short_lived_token_is_renewed_before_it_expires(start_daemon, account):
+    account.token_lifetime = 3  # renewed once nine tenths of its life are over
+    daemon = start_daemon()
+    daemon.poll_once()
+    tokens_before = _token_requests(account)
+    time.sleep(3)
+    daemon.poll_once()
+    statuses = [status for method, path, status in account.requests]
+    assert 401 not in statuses
+    assert _token_requests(account) > tokens_before
+
+
+def test_a_poll_costs_two_requests_whatever_the_number_of_devices(start_daemon, account):
+    for number in range(60):
+        account.add_device(device_id=f"bulk{number}", home_id="home1",
+                           description=f"Room {number}", readings={"temperature": 20.0})  # fmt: skip
+    daemon = start_daemon()
+    daemon.poll_once()
+    account.clear_requests()
+    daemon.poll_once()
+    assert sorted(path for _, path, _ in account.requests) == ["/v8/devices", "/v8/homes"]
+    assert len(daemon.bridge.devices) == 62
+
+
+def test_api_errors_are_survived(start_daemon, recorder, account):
+    daemon = start_daemon()
+    recorder.wait_for_topic(DEV1_STATE)
+    account.fail_next(2, status=503)
+    for _ in range(2):
+        try:
+            daemon.poll_once()
+        except Exception as error:  # the poll loop catches and backs off
+            assert "503" in str(error)
+    assert daemon.health()[0]["minut"]["last_error"]
+    account.set_reading("dev1", "humidity", 60.0)
+    daemon.poll_once()
+    state_where(recorder, DEV1_STATE, lambda s: s["readings"]["humidity"]["value"] == 60.0)
+    assert daemon.health()[0]["minut"]["last_error"] is None
+
+
+def test_stale_reading_is_published_as_stale_and_stays_so_for_a_new_subscriber(
+    start_daemon, recorder, broker, account
+):
+    three_hours_ago = datetime.now(UTC) - timedelta(hours=3)
+    account.set_reading("dev2", "temperature", 19.0, time=three_hours_ago)
+    start_daemon()
+    recorder.wait_for_topic("minut2mqtt/device/dev2/state")
+    # Home Assistant restarting is a new subscriber getting the retained document.
+    state = json.loads(retained(broker)["minut2mqtt/device/dev2/state"])
+    assert state["readings"]["temperature"]["status"] == "stale"
+    assert state["readings"]["humidity"]["status"] == "fresh"
+
+
+def test_clean_shutdown_sets_bridge_offline(start_daemon, recorder, broker):
+    daemon = start_daemon()
+    recorder.wait_for_topic(BRIDGE, payload_predicate=lambda p: p == b"online")
+    daemon.stop()
+    assert retained(broker)[BRIDGE] == b"offline"
+
+
+def test_webhook_path_secret_is_generated_and_kept(start_daemon, tmp_path):
+    daemon = start_daemon(**{"webhook.secret": None})
+    secret_file = tmp_path / "state" / "webhook_secret"
+    secret = secret_file.read_text().strip()
+    assert len(secret) >= 24 and secret != WEBHOOK_SECRET
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    assert daemon.webhook_path == f"/webhook/{secret}"
+
+
+def _token_requests(account: Any) -> int:
+    return sum(1 for _, path, _ in account.requests if path.endswith("/oauth/token"))
