@@ -54,6 +54,8 @@ class Bridge:
         self.homes: dict[str, HomeState] = {}
         self._next_staleness_check = 0.0
         self._retained: dict[str, bytes] = {}
+        self._configs_on_broker: set[str] = set()
+        """Discovery configs of this bridge that the broker holds, as seen on our subscription."""
         """Last payload published on each retained topic we own: discovery, state, availability."""
 
     # -- inputs -------------------------------------------------------------------------------
@@ -80,13 +82,15 @@ class Bridge:
             document = json.dumps(event_document(event), default=str)
             device_known = event.device_id is not None and event.device_id in self.devices
             if event.device_id is not None:
-                self._publisher.publish(self.topics.device_event(event.device_id), document,
-                                        retain=False)  # fmt: skip
+                self._publisher.publish(
+                    self.topics.device_event(event.device_id), document, retain=False
+                )
             if event.home_id is not None and (
                 event.device_id is None or event.type in HOME_EVENT_TYPES
             ):
-                self._publisher.publish(self.topics.home_event(event.home_id), document,
-                                        retain=False)  # fmt: skip
+                self._publisher.publish(
+                    self.topics.home_event(event.home_id), document, retain=False
+                )
             self._note(f"event {event.type}", event.device_id or event.home_id or "?")
             if device_known and event.device_id is not None:
                 self._apply_device_event(self.devices[event.device_id], event.type)
@@ -119,6 +123,39 @@ class Bridge:
         with self._lock:
             self._publish_everything(force=True)
 
+    def note_discovery_config(self, topic: str, payload: bytes) -> None:
+        """Remember which retained discovery configs on the broker are this bridge's."""
+        with self._lock:
+            if not payload:
+                self._configs_on_broker.discard(topic)
+            elif self._is_ours(payload):
+                self._configs_on_broker.add(topic)
+
+    def sweep_orphans(self) -> int:
+        """Delete our configs the broker still holds for entities that no longer exist."""
+        with self._lock:
+            orphans = self._configs_on_broker - self._retained.keys()
+            for topic in sorted(orphans):
+                log.info("removing orphaned discovery config %s", topic)
+                self._clear(topic)
+            self._configs_on_broker -= orphans
+            return len(orphans)
+
+    def _is_ours(self, payload: bytes) -> bool:
+        marker = self.topics.bridge_availability.encode()
+        if marker not in payload:  # cheap test first: HA brokers carry many foreign configs
+            return False
+        try:
+            config = json.loads(payload)
+            availability = config.get("availability") or []
+            return any(
+                entry.get("topic") == self.topics.bridge_availability
+                for entry in availability
+                if isinstance(entry, dict)
+            )
+        except (ValueError, AttributeError):
+            return False
+
     # -- per-device bookkeeping ---------------------------------------------------------------
 
     def _update_device(self, device: Device) -> None:
@@ -150,8 +187,9 @@ class Bridge:
 
     def _remove_device(self, device_id: str) -> None:
         state = self.devices.pop(device_id)
-        log.info("Point %s (%s) left the account: removing its entities", state.device.name,
-                 device_id)  # fmt: skip
+        log.info(
+            "Point %s (%s) left the account: removing its entities", state.device.name, device_id
+        )
         for topic in device_configs(self._discovery, state.device, state.readings):
             self._clear(topic)
         self._clear(self.topics.device_state(device_id))
@@ -174,20 +212,27 @@ class Bridge:
             device = state.device
             for topic, config in device_configs(self._discovery, device, state.readings).items():
                 self._retain(topic, config, force=force)
-            self._retain(self.topics.device_availability(device.device_id),
-                         OFFLINE if device.offline else ONLINE, force=force)  # fmt: skip
+            self._retain(
+                self.topics.device_availability(device.device_id),
+                OFFLINE if device.offline else ONLINE,
+                force=force,
+            )
         self._publish_states(force=force)
 
     def _publish_states(self, *, force: bool = False) -> None:
         now = self._now()
         for state in self.devices.values():
             document = device_document(state, now, self._stale_after)
-            if self._retain(self.topics.device_state(state.device.device_id), document,
-                            force=force):  # fmt: skip
+            if self._retain(
+                self.topics.device_state(state.device.device_id), document, force=force
+            ):
                 self._note("state", state.device.name)
         for home_state in self.homes.values():
-            if self._retain(self.topics.home_state(home_state.home.home_id),
-                            home_document(home_state), force=force):  # fmt: skip
+            if self._retain(
+                self.topics.home_state(home_state.home.home_id),
+                home_document(home_state),
+                force=force,
+            ):
                 self._note("home state", home_state.home.name)
 
     def _retain(self, topic: str, payload: Mapping[str, Any] | str, *, force: bool) -> bool:

@@ -24,9 +24,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    overrides = {key: value for key, value in vars(args).items() if "." in key and value is not None}
-    overrides |= {key: value for key in ("state_dir", "log_level")
-                  if (value := getattr(args, key)) is not None}  # fmt: skip
+    settings_keys = {key for key, _ in leaf_fields()}
+    overrides = {
+        key: value
+        for key, value in vars(args).items()
+        if key in settings_keys and value is not None
+    }
     try:
         if args.command == "demo":
             from .demo import run_demo
@@ -95,9 +98,7 @@ def _parser() -> argparse.ArgumentParser:
         "demo",
         help="zero-install demo: embedded broker + simulated Minut account + the real bridge",
     )
-    demo.add_argument(
-        "--duration", type=float, default=None, help="stop after this many seconds"
-    )
+    demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     for command in (run, demo):
         _add_setting_options(command)
     return parser

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 FIRST_RETRY_SECONDS = 5.0
+ORPHAN_SWEEP_DELAY_SECONDS = 3.0
+"""Time the broker gets to replay retained discovery configs before we judge what is orphaned."""
 HA_BIRTH_DELAY_SECONDS = (0.5, 3.0)
 """Random pause before re-publishing after Home Assistant's birth, so bridges don't stampede."""
 
@@ -58,7 +60,10 @@ class Daemon:
                 keepalive=mqtt.keepalive,
             ),
             on_connected=self._on_mqtt_connected,
-            subscriptions={self.topics.ha_status: self._on_ha_status},
+            subscriptions={
+                self.topics.ha_status: self._on_ha_status,
+                self.topics.discovery_filter: self._on_discovery_config,
+            },
         )
         self.bridge = Bridge(
             self.publisher,
@@ -71,6 +76,7 @@ class Daemon:
         self._stop = threading.Event()
         self._first_poll_done = threading.Event()
         self._poll_lock = threading.Lock()
+        self._sweep_due_at: float | None = None
         self._threads: list[threading.Thread] = []
         self._webhook_server: Any = None
         self.last_poll: datetime | None = None
@@ -163,6 +169,7 @@ class Daemon:
                     failures = 0
                     next_poll = time.monotonic() + self.settings.minut.poll_interval
                 self._first_poll_done.set()
+            self._sweep_when_due()
             self.bridge.tick()
             self._stop.wait(max(0.0, min(1.0, next_poll - time.monotonic())))
 
@@ -193,6 +200,15 @@ class Daemon:
         delay: float = backoff * random.uniform(0.5, 1.0)
         return max(delay, error.retry_after or 0.0)
 
+    def _sweep_when_due(self) -> None:
+        """Once per connection, after the broker replayed its retained configs and we polled."""
+        due_at = self._sweep_due_at
+        if due_at is None or time.monotonic() < due_at or self.last_poll is None:
+            return
+        self._sweep_due_at = None
+        if self.last_poll_error is None:
+            self.bridge.sweep_orphans()
+
     def _process_events(self) -> None:
         # Events that arrive while starting up wait for the first poll, so that they find the
         # devices and homes they belong to (their states would be lost otherwise).
@@ -208,8 +224,12 @@ class Daemon:
     # -- MQTT callbacks (paho's thread) -------------------------------------------------------
 
     def _on_mqtt_connected(self) -> None:
+        self._sweep_due_at = time.monotonic() + ORPHAN_SWEEP_DELAY_SECONDS
         # A broker without persistence forgot our retained configs and states: send them again.
         threading.Thread(target=self.bridge.republish, name="republish", daemon=True).start()
+
+    def _on_discovery_config(self, topic: str, payload: bytes) -> None:
+        self.bridge.note_discovery_config(topic, payload)
 
     def _on_ha_status(self, topic: str, payload: bytes) -> None:
         if payload.strip().lower() == b"online":

@@ -54,8 +54,12 @@ def run_demo(overrides: Mapping[str, Any], duration: float | None = None) -> int
         stop_on_signals(stop.set)
         daemon.start()
         account.register_webhook(f"http://127.0.0.1:{daemon.webhook_port}{daemon.webhook_path}")
-        _print_welcome(broker.port, daemon.webhook_port, settings.mqtt.base_topic,
-                       settings.mqtt.discovery_prefix)  # fmt: skip
+        _print_welcome(
+            broker.port,
+            daemon.webhook_port,
+            settings.mqtt.base_topic,
+            settings.mqtt.discovery_prefix,
+        )
         rng = random.Random()
         deadline = None if duration is None else time.monotonic() + duration
         while not stop.wait(rng.uniform(*EVENT_EVERY_SECONDS)):

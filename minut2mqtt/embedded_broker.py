@@ -14,6 +14,7 @@ import errno
 import logging
 import socket
 import threading
+from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, Self
 
@@ -136,13 +137,20 @@ class _Broker(Broker):  # type: ignore[misc]  # amqtt is untyped
         self._client_writers: set[asyncio.StreamWriter] = set()
         self._client_tasks: set[asyncio.Task[Any]] = set()
 
-    async def stream_connected(
+    def stream_connected(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
+    ) -> Coroutine[Any, Any, None]:
+        # A plain function: asyncio calls it from connection_made and runs the coroutine as a
+        # task, so the connection is known to drop_clients() even before that task starts.
+        self._client_writers.add(writer)
+        return self._serve_client(reader, writer, listener_name)
+
+    async def _serve_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
     ) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._client_tasks.add(task)
-        self._client_writers.add(writer)
         try:
             await super().stream_connected(reader, writer, listener_name)
         finally:
@@ -160,6 +168,9 @@ class _Broker(Broker):  # type: ignore[misc]  # amqtt is untyped
         """Stop accepting, drop every client connection and let amqtt notice."""
         for server in self._servers.values():
             server.instance.close()  # shutdown() closing it again is harmless
+        # Connections accepted just before the close reach connection_made a few loop
+        # iterations later; all of them are ready callbacks, done well within this sleep.
+        await asyncio.sleep(0.01)
         for writer in list(self._client_writers):
             writer.transport.abort()
         if self._client_tasks:

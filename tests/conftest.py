@@ -37,13 +37,17 @@ def account() -> SimulatedAccount:
     simulated = SimulatedAccount(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
     simulated.add_home(home_id="home1", name="Beach house", alarm_status="off")
     simulated.add_device(
-        device_id="dev1", home_id="home1", description="Hallway",
+        device_id="dev1",
+        home_id="home1",
+        description="Hallway",
         readings={"temperature": 21.437, "humidity": 45.2, "sound": 38.5},
-    )  # fmt: skip
+    )
     simulated.add_device(
-        device_id="dev2", home_id="home1", description="Kitchen",
+        device_id="dev2",
+        home_id="home1",
+        description="Kitchen",
         readings={"temperature": 23.1, "humidity": 51.0, "sound": 41.0},
-    )  # fmt: skip
+    )
     return simulated
 
 
@@ -85,8 +89,9 @@ def start_daemon(
     started: list[Daemon] = []
 
     def start(**overrides: Any) -> Daemon:
-        settings = load_settings(None, {**daemon_overrides(tmp_path, broker, simulator),
-                                        **overrides})  # fmt: skip
+        settings = load_settings(
+            None, {**daemon_overrides(tmp_path, broker, simulator), **overrides}
+        )
         daemon = Daemon(settings)
         daemon.start()
         started.append(daemon)

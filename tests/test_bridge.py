@@ -75,8 +75,14 @@ def bridge(publisher: MemoryPublisher, clock: Clock) -> Bridge:
 
 
 def poll(bridge: Bridge, *devices: dict[str, Any]) -> None:
-    home = parse_home({"home_id": "home1", "name": "Beach house", "alarm_status": "off",
-                       "devices": [d["device_id"] for d in devices]})  # fmt: skip
+    home = parse_home(
+        {
+            "home_id": "home1",
+            "name": "Beach house",
+            "alarm_status": "off",
+            "devices": [d["device_id"] for d in devices],
+        }
+    )
     bridge.apply_poll([parse_device(d) for d in devices], [home])
 
 
@@ -86,16 +92,26 @@ def state_of(publisher: MemoryPublisher, device_id: str = "dev1") -> dict[str, A
 
 
 def event(event_type: str, **fields: Any) -> Any:
-    return parse_event({"id": f"ev-{event_type}", "type": event_type, "home_id": "home1",
-                        "created_at": iso(NOW), **fields})  # fmt: skip
+    return parse_event(
+        {
+            "id": f"ev-{event_type}",
+            "type": event_type,
+            "home_id": "home1",
+            "created_at": iso(NOW),
+            **fields,
+        }
+    )
 
 
 def test_poll_publishes_readings_with_units_times_and_freshness(bridge, publisher):
     poll(bridge, raw_device())
     readings = state_of(publisher)["readings"]
     assert readings["temperature"] == {
-        "value": 21.43, "unit": "°C", "time": iso(NOW - timedelta(minutes=5)), "status": "fresh",
-    }  # fmt: skip
+        "value": 21.43,
+        "unit": "°C",
+        "time": iso(NOW - timedelta(minutes=5)),
+        "status": "fresh",
+    }
     assert readings["battery"]["value"] == 87
     assert set(readings) == {"temperature", "humidity", "battery", "battery_voltage"}
 

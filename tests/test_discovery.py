@@ -11,10 +11,16 @@ from minut2mqtt.mqtt.discovery import DiscoveryContext, device_configs, home_con
 from minut2mqtt.mqtt.topics import Topics
 
 CTX = DiscoveryContext(Topics("minut2mqtt", "homeassistant"), momentary_seconds=30)
-DEVICE = parse_device({
-    "device_id": "abc123", "home": "home1", "description": "Living room",
-    "hardware_version": 2, "firmware": {"installed": "2.1.0"}, "device_mac": "aa:bb:cc:dd:ee:ff",
-})  # fmt: skip
+DEVICE = parse_device(
+    {
+        "device_id": "abc123",
+        "home": "home1",
+        "description": "Living room",
+        "hardware_version": 2,
+        "firmware": {"installed": "2.1.0"},
+        "device_mac": "aa:bb:cc:dd:ee:ff",
+    }
+)
 HOME = parse_home({"home_id": "home1", "name": "Beach house"})
 DEVICE_BLOCK = {
     "identifiers": ["minut2mqtt_abc123"],
@@ -73,9 +79,13 @@ def test_temperature_sensor_config():
 
 def test_units_home_assistant_accepts_for_each_device_class():
     accepted = {
-        "temperature": "°C", "humidity": "%", "sound_pressure": "dBA", "battery": "%",
-        "voltage": "V", "atmospheric_pressure": "hPa",
-    }  # fmt: skip
+        "temperature": "°C",
+        "humidity": "%",
+        "sound_pressure": "dBA",
+        "battery": "%",
+        "voltage": "V",
+        "atmospheric_pressure": "hPa",
+    }
     configs = device_configs(CTX, DEVICE, [spec.key for spec in READINGS])
     sensors = [c for topic, c in configs.items() if "/sensor/" in topic]
     assert len(sensors) == len(READINGS)

@@ -52,9 +52,15 @@ def test_states_and_discovery_match_the_simulator(start_daemon, recorder, broker
     temperature = json.loads(snapshot["homeassistant/sensor/minut2mqtt_dev1/temperature/config"])
     assert temperature["state_topic"] == DEV1_STATE
     assert temperature["unit_of_measurement"] == "°C"
-    for component, key in [("sensor", "humidity"), ("sensor", "sound"), ("sensor", "battery"),
-                           ("binary_sensor", "heat"), ("binary_sensor", "connectivity"),
-                           ("event", "event"), ("binary_sensor", "motion")]:  # fmt: skip
+    for component, key in [
+        ("sensor", "humidity"),
+        ("sensor", "sound"),
+        ("sensor", "battery"),
+        ("binary_sensor", "heat"),
+        ("binary_sensor", "connectivity"),
+        ("event", "event"),
+        ("binary_sensor", "motion"),
+    ]:
         assert f"homeassistant/{component}/minut2mqtt_dev1/{key}/config" in snapshot
     assert "homeassistant/sensor/minut2mqtt_dev1/pressure/config" not in snapshot
     home = json.loads(snapshot["minut2mqtt/home/home1/state"])
@@ -65,8 +71,9 @@ def test_states_and_discovery_match_the_simulator(start_daemon, recorder, broker
 def test_webhook_event_reaches_event_topic_and_flips_binary_state(start_daemon, recorder, account):
     start_daemon()
     recorder.wait_for_topic(DEV1_STATE)
-    sent = account.inject_event("temperature_high", home_id="home1", device_id="dev1",
-                                sensor_value=30.5)  # fmt: skip
+    sent = account.inject_event(
+        "temperature_high", home_id="home1", device_id="dev1", sensor_value=30.5
+    )
     event = document(recorder.wait_for_topic(DEV1_EVENT))
     assert event["id"] == sent["id"]
     assert event["type"] == event["event_type"] == "temperature_high"
@@ -90,8 +97,9 @@ def test_home_noise_disturbance(start_daemon, recorder, account):
     account.inject_event("disturbance_first_notice", home_id="home1")
     event = document(recorder.wait_for_topic("minut2mqtt/home/home1/event"))
     assert event["type"] == "disturbance_first_notice"
-    state_where(recorder, "minut2mqtt/home/home1/state",
-                lambda s: s["states"]["disturbance"] == "ON")  # fmt: skip
+    state_where(
+        recorder, "minut2mqtt/home/home1/state", lambda s: s["states"]["disturbance"] == "ON"
+    )
 
 
 def test_bad_webhook_deliveries_are_refused_and_publish_nothing(start_daemon, recorder):
@@ -136,8 +144,9 @@ def test_removed_device_has_its_discovery_removed(start_daemon, recorder, broker
     account.remove_device("dev2")
     daemon.poll_once()
     # the availability topic is cleared last
-    recorder.wait_for_topic("minut2mqtt/device/dev2/availability",
-                            payload_predicate=lambda p: p == b"")  # fmt: skip
+    recorder.wait_for_topic(
+        "minut2mqtt/device/dev2/availability", payload_predicate=lambda p: p == b""
+    )
     left = retained(broker)
     assert not [topic for topic in left if "dev2" in topic]
     assert "homeassistant/sensor/minut2mqtt_dev1/temperature/config" in left
@@ -178,8 +187,7 @@ def test_expired_token_is_renewed_transparently(start_daemon, recorder, account)
     account.set_reading("dev1", "temperature", 25.0)
     daemon.poll_once()
     assert _token_requests(account) == tokens_before + 1
-    state_where(recorder, DEV1_STATE,
-                lambda s: s["readings"]["temperature"]["value"] == 25.0)  # fmt: skip
+    state_where(recorder, DEV1_STATE, lambda s: s["readings"]["temperature"]["value"] == 25.0)
 
 
 def test_short_lived_token_is_renewed_before_it_expires(start_daemon, account):
@@ -196,8 +204,12 @@ def test_short_lived_token_is_renewed_before_it_expires(start_daemon, account):
 
 def test_a_poll_costs_two_requests_whatever_the_number_of_devices(start_daemon, account):
     for number in range(60):
-        account.add_device(device_id=f"bulk{number}", home_id="home1",
-                           description=f"Room {number}", readings={"temperature": 20.0})  # fmt: skip
+        account.add_device(
+            device_id=f"bulk{number}",
+            home_id="home1",
+            description=f"Room {number}",
+            readings={"temperature": 20.0},
+        )
     daemon = start_daemon()
     daemon.poll_once()
     account.clear_requests()
@@ -253,3 +265,29 @@ def test_webhook_path_secret_is_generated_and_kept(start_daemon, tmp_path):
 
 def _token_requests(account: Any) -> int:
     return sum(1 for _, path, _ in account.requests if path.endswith("/oauth/token"))
+
+
+def test_configs_of_points_that_left_while_the_bridge_was_down_are_swept(
+    start_daemon, recorder, broker, account
+):
+    first = start_daemon()
+    recorder.wait_for_topic("minut2mqtt/device/dev2/state")
+    first.stop()
+    account.remove_device("dev2")
+    foreign = "homeassistant/sensor/zigbee2mqtt_0x1234/temperature/config"
+    first.publisher.start()  # a stand-in for another integration's retained config
+    first.publisher.wait_connected(10)
+    first.publisher.publish(foreign, '{"state_topic": "zigbee2mqtt/0x1234"}', retain=True)
+    first.publisher.stop()
+
+    start_daemon(**{"mqtt.client_id": "second-bridge-process"})
+    recorder.wait_for_topic(
+        "homeassistant/binary_sensor/minut2mqtt_dev2/heat/config",
+        15,
+        payload_predicate=lambda p: p == b"",
+    )
+    time.sleep(0.5)
+    left = retained(broker, "homeassistant/#")
+    assert not [topic for topic in left if "minut2mqtt_dev2" in topic]
+    assert "homeassistant/sensor/minut2mqtt_dev1/temperature/config" in left
+    assert foreign in left

@@ -104,7 +104,7 @@ class MinutClient:
         self._token_renew_at = 0.0
         if urlsplit(self.api_url).scheme == "http":
             # oauthlib refuses tokens over plain HTTP; only the local simulator is served that way.
-            log.warning("Minut API at %s is plain HTTP: use that only for the simulator", api_url)
+            log.info("Minut API at %s is plain HTTP: use that only for the simulator", api_url)
             os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
 
     @property

@@ -73,28 +73,37 @@ def device_configs(ctx: DiscoveryContext, device: Device, reading_keys: Iterable
     entities: list[Entity] = []
     for key in sorted(reading_keys):
         spec = reading_spec(key)
-        entities.append(("sensor", key, {
-            "name": spec.name,
-            "state_topic": state_topic,
-            "value_template": f"{{{{ value_json.readings.{key}.value }}}}",
-            "state_class": "measurement",
-            **({"device_class": spec.device_class} if spec.device_class else {}),
-            **({"unit_of_measurement": spec.unit} if spec.unit else {}),
-            **({"suggested_display_precision": spec.precision}
-               if spec.precision is not None else {}),
-            **({"entity_category": "diagnostic"} if spec.diagnostic else {}),
-            **({} if spec.enabled_by_default else {"enabled_by_default": False}),
-            "availability": [
-                *available_with_device,
-                _availability(
-                    state_topic,
-                    template=f"{{{{ value_json.readings.{key}.status }}}}",
-                    available=FRESH,
-                    not_available=STALE,
-                ),
-            ],
-            "availability_mode": "all",
-        }))  # fmt: skip
+        entities.append(
+            (
+                "sensor",
+                key,
+                {
+                    "name": spec.name,
+                    "state_topic": state_topic,
+                    "value_template": f"{{{{ value_json.readings.{key}.value }}}}",
+                    "state_class": "measurement",
+                    **({"device_class": spec.device_class} if spec.device_class else {}),
+                    **({"unit_of_measurement": spec.unit} if spec.unit else {}),
+                    **(
+                        {"suggested_display_precision": spec.precision}
+                        if spec.precision is not None
+                        else {}
+                    ),
+                    **({"entity_category": "diagnostic"} if spec.diagnostic else {}),
+                    **({} if spec.enabled_by_default else {"enabled_by_default": False}),
+                    "availability": [
+                        *available_with_device,
+                        _availability(
+                            state_topic,
+                            template=f"{{{{ value_json.readings.{key}.status }}}}",
+                            available=FRESH,
+                            not_available=STALE,
+                        ),
+                    ],
+                    "availability_mode": "all",
+                },
+            )
+        )
     for binary in DEVICE_STATES:
         # A disconnected Point must still be able to say so: connectivity ignores its availability.
         availability = (
