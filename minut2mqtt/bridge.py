@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from .entities import DEVICE_STATES, HOME_EVENT_TYPES, HOME_STATES, BinarySpec
+from .entities import BATTERY_LOW_PERCENT, DEVICE_STATES, HOME_EVENT_TYPES, HOME_STATES, BinarySpec
 from .minut.models import Device, Event, Home, Reading
 from .mqtt.discovery import DiscoveryContext, device_configs, home_configs
 from .mqtt.payloads import OFFLINE, ONLINE, device_document, event_document, home_document
@@ -25,7 +25,6 @@ from .state import DeviceState, HomeState
 log = logging.getLogger(__name__)
 
 DEVICE_STATES_BY_KEY = {spec.key: spec for spec in DEVICE_STATES}
-BATTERY_LOW_PERCENT = 10.0
 STALENESS_CHECK_SECONDS = 30.0
 
 
@@ -79,7 +78,7 @@ class Bridge:
     def apply_event(self, event: Event) -> None:
         """Publish one Minut event on its event topics and flip the binary states it drives."""
         with self._lock:
-            document = json.dumps(event_document(event), default=str)
+            document = json.dumps(event_document(event), default=str, ensure_ascii=False)
             device_known = event.device_id is not None and event.device_id in self.devices
             if event.device_id is not None:
                 self._publisher.publish(
@@ -236,7 +235,9 @@ class Bridge:
                 self._note("home state", home_state.home.name)
 
     def _retain(self, topic: str, payload: Mapping[str, Any] | str, *, force: bool) -> bool:
-        data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+        data = (
+            payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+        ).encode()
         if not force and self._retained.get(topic) == data:
             return False
         self._retained[topic] = data

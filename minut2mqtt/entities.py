@@ -137,6 +137,9 @@ DEVICE_STATES: tuple[BinarySpec, ...] = (
 )  # fmt: skip
 """Binary states of a Point. Connectivity follows the device's `offline` flag on each poll."""
 
+BATTERY_LOW_PERCENT = 10.0
+"""`battery_low` is also on while the battery percentage is at or below this."""
+
 HOME_STATES: tuple[BinarySpec, ...] = (
     BinarySpec(
         "disturbance", "Noise disturbance", "home", "sound",

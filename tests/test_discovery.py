@@ -31,7 +31,6 @@ DEVICE_BLOCK = {
     "configuration_url": "https://web.minut.com",
     "hw_version": "2",
     "sw_version": "2.1.0",
-    "connections": [["mac", "aa:bb:cc:dd:ee:ff"]],
     "via_device": "minut2mqtt_home_home1",
 }
 BRIDGE_AVAILABLE = {
@@ -170,3 +169,12 @@ def test_two_bridges_with_different_base_topics_do_not_collide():
     ours = {c["unique_id"] for c in device_configs(CTX, DEVICE, ["temperature"]).values()}
     theirs = {c["unique_id"] for c in device_configs(other, DEVICE, ["temperature"]).values()}
     assert not ours & theirs
+
+
+def test_topic_reference_lists_every_entity_of_the_table():
+    from pathlib import Path
+
+    from minut2mqtt.reference import with_reference
+
+    document = (Path(__file__).parent.parent / "docs" / "topics.md").read_text(encoding="utf-8")
+    assert document == with_reference(document), "run: python -m minut2mqtt.reference"

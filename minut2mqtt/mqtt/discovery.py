@@ -63,7 +63,6 @@ def device_configs(ctx: DiscoveryContext, device: Device, reading_keys: Iterable
         "configuration_url": MINUT_WEB_APP,
         **({"hw_version": str(device.hardware_version)} if device.hardware_version else {}),
         **({"sw_version": device.firmware} if device.firmware else {}),
-        **({"connections": [["mac", device.mac]]} if device.mac else {}),
         **({"via_device": ctx.home_identifier(device.home_id)} if device.home_id else {}),
     }
     available_with_device = [
