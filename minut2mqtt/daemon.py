@@ -11,9 +11,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from waitress.server import create_server
-
 from .bridge import Bridge
+from .http_server import BackgroundServer
 from .minut.client import MinutApiError, MinutAuthError, MinutClient, RequestBudget
 from .minut.models import Event, MinutDataError, format_time, parse_device, parse_home
 from .mqtt.publisher import MqttOptions, MqttPublisher
@@ -26,6 +25,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 FIRST_RETRY_SECONDS = 5.0
+FIRST_POLL_WAITS_FOR_MQTT_SECONDS = 10.0
 ORPHAN_SWEEP_DELAY_SECONDS = 3.0
 """Time the broker gets to replay retained discovery configs before we judge what is orphaned."""
 HA_BIRTH_DELAY_SECONDS = (0.5, 3.0)
@@ -58,6 +58,7 @@ class Daemon:
                 username=mqtt.username,
                 password=mqtt.password.get_secret_value() if mqtt.password else None,
                 keepalive=mqtt.keepalive,
+                messages_per_second=mqtt.messages_per_second,
             ),
             on_connected=self._on_mqtt_connected,
             subscriptions={
@@ -78,7 +79,7 @@ class Daemon:
         self._poll_lock = threading.Lock()
         self._sweep_due_at: float | None = None
         self._threads: list[threading.Thread] = []
-        self._webhook_server: Any = None
+        self._webhook_server: BackgroundServer | None = None
         self.last_poll: datetime | None = None
         self.last_poll_error: str | None = None
         self.webhook_port: int | None = None
@@ -93,14 +94,10 @@ class Daemon:
             else webhook_secret(self.settings.state_dir)
         )
         app = create_app(secret, self._events.put, self.health)
-        self._webhook_server = create_server(
-            app,
-            host=self.settings.webhook.host,
-            port=self.settings.webhook.port,
-            threads=4,
-            ident="minut2mqtt",
+        self._webhook_server = BackgroundServer(
+            app, self.settings.webhook.host, self.settings.webhook.port, ident="webhook-server"
         )
-        self.webhook_port = int(self._webhook_server.effective_port)
+        self.webhook_port = self._webhook_server.port
         self.webhook_path = f"/webhook/{secret}"
         log.info(
             "webhook listener on http://%s:%d/webhook/<secret> (secret kept in %s)",
@@ -109,7 +106,7 @@ class Daemon:
             "the configuration" if self.settings.webhook.secret else self.settings.state_dir,
         )
         self.publisher.start()
-        self._spawn("webhook-server", self._webhook_server.run)
+        self._webhook_server.start()
         self._spawn("event-worker", self._process_events)
         self._spawn("poller", self._poll_loop)
 
@@ -119,7 +116,7 @@ class Daemon:
         self._first_poll_done.set()
         self._events.put(None)
         if self._webhook_server is not None:
-            self._webhook_server.close()
+            self._webhook_server.stop()
         for thread in self._threads:
             thread.join(timeout=10)
         self.publisher.stop()
@@ -135,7 +132,11 @@ class Daemon:
         connected = self.publisher.connected
         document = {
             "status": "ok" if connected and self.last_poll_error is None else "degraded",
-            "mqtt": {"connected": connected, "reconnects": self.publisher.reconnects},
+            "mqtt": {
+                "connected": connected,
+                "reconnects": self.publisher.reconnects,
+                "queued": self.publisher.queue_depth,
+            },
             "minut": {
                 "last_poll": format_time(self.last_poll),
                 "last_error": self.last_poll_error,
@@ -154,6 +155,9 @@ class Daemon:
         self._threads.append(thread)
 
     def _poll_loop(self) -> None:
+        # Polling before the broker answers would make the first burst of discovery twice:
+        # queued now, and again by the re-publish that follows every connect.
+        self.publisher.wait_connected(FIRST_POLL_WAITS_FOR_MQTT_SECONDS)
         failures = 0
         next_poll = time.monotonic()
         while not self._stop.is_set():

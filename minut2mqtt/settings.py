@@ -64,6 +64,11 @@ class MqttSettings(Section):
     momentary_seconds: float = Field(
         30, gt=0, description="how long a momentary state (motion, button…) stays on"
     )
+    messages_per_second: float = Field(
+        500,
+        ge=10,
+        description="publish rate after a burst of 200, so that slow subscribers lose nothing",
+    )
 
     @field_validator("base_topic", "discovery_prefix")
     @classmethod

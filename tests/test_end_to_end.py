@@ -7,9 +7,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import requests
 from brokers import MqttRecorder
 from conftest import WEBHOOK_SECRET, webhook_url
+from paho.mqtt.enums import CallbackAPIVersion
 
 BRIDGE = "minut2mqtt/bridge/availability"
 DEV1_STATE = "minut2mqtt/device/dev1/state"
@@ -263,6 +265,16 @@ def test_webhook_path_secret_is_generated_and_kept(start_daemon, tmp_path):
     assert daemon.webhook_path == f"/webhook/{secret}"
 
 
+def publish_retained(broker: Any, topic: str, payload: bytes) -> None:
+    """Another MQTT client's retained message (another integration's discovery config)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    client.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
 def _token_requests(account: Any) -> int:
     return sum(1 for _, path, _ in account.requests if path.endswith("/oauth/token"))
 
@@ -275,10 +287,7 @@ def test_configs_of_points_that_left_while_the_bridge_was_down_are_swept(
     first.stop()
     account.remove_device("dev2")
     foreign = "homeassistant/sensor/zigbee2mqtt_0x1234/temperature/config"
-    first.publisher.start()  # a stand-in for another integration's retained config
-    first.publisher.wait_connected(10)
-    first.publisher.publish(foreign, '{"state_topic": "zigbee2mqtt/0x1234"}', retain=True)
-    first.publisher.stop()
+    publish_retained(broker, foreign, b'{"state_topic": "zigbee2mqtt/0x1234"}')
 
     start_daemon(**{"mqtt.client_id": "second-bridge-process"})
     recorder.wait_for_topic(

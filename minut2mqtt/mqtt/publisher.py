@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -66,6 +68,27 @@ class MqttOptions:
     password: str | None = None
     keepalive: int = 60
     tls_context: ssl.SSLContext | None = None
+    messages_per_second: float = 500.0
+    burst: int = 200
+
+
+class Pacer:
+    """A token bucket: lets `burst` messages through at once, then `rate` per second."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._clock = clock
+        self._last = clock()
+
+    def delay(self) -> float:
+        """Take one token; the seconds to wait before sending (0 when one was available)."""
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        self._tokens -= 1
+        return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
 
 
 class MqttPublisher:
@@ -73,6 +96,11 @@ class MqttPublisher:
 
     Speaks MQTT 3.1.1, which Mosquitto and the embedded amqtt broker both accept. Messages
     published while the broker is away are queued by paho and sent after the reconnect.
+
+    Messages leave through an outbox at `messages_per_second` after a burst: the broker acks a
+    publish at once, but hands it on to each subscriber only as fast as that one reads, and
+    Mosquitto drops what a subscriber has not read beyond 1000 queued messages. Home Assistant
+    reading the discovery of 500 Points (over 10,000 configs) would otherwise lose some.
     """
 
     def __init__(
@@ -87,6 +115,9 @@ class MqttPublisher:
         self._subscriptions = dict(subscriptions or {})
         self._connected = threading.Event()
         self.reconnects = 0
+        self._outbox: queue.Queue[tuple[str, str | bytes, bool] | None] = queue.Queue()
+        self._pacer = Pacer(options.messages_per_second, options.burst)
+        self._sender = threading.Thread(target=self._send_outbox, name="mqtt-sender", daemon=True)
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=options.client_id,
@@ -113,12 +144,21 @@ class MqttPublisher:
         log.info("connecting to MQTT broker %s:%d", self._options.host, self._options.port)
         self._client.connect_async(self._options.host, self._options.port, self._options.keepalive)
         self._client.loop_start()
+        self._sender.start()
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
-    def stop(self) -> None:
-        """Say `offline` on purpose (the will is only for a crash), then disconnect."""
+    @property
+    def queue_depth(self) -> int:
+        """Messages waiting in the outbox (paho's own queue for a lost broker not counted)."""
+        return self._outbox.qsize()
+
+    def stop(self, drain_timeout: float = 10.0) -> None:
+        """Send what is queued, say `offline` on purpose (the will is for a crash), disconnect."""
+        if self._sender.is_alive():
+            self._outbox.put(None)
+            self._sender.join(drain_timeout)
         if self.connected:
             info = self._client.publish(
                 self._options.availability_topic, OFFLINE, qos=QOS, retain=True
@@ -130,9 +170,16 @@ class MqttPublisher:
         self._client.loop_stop()
 
     def publish(self, topic: str, payload: str | bytes, *, retain: bool) -> None:
-        info = self._client.publish(topic, payload, qos=QOS, retain=retain)
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            log.warning("MQTT publish to %s failed: %s", topic, mqtt.error_string(info.rc))
+        self._outbox.put((topic, payload, retain))
+
+    def _send_outbox(self) -> None:
+        while (message := self._outbox.get()) is not None:
+            topic, payload, retain = message
+            if (wait := self._pacer.delay()) > 0:
+                time.sleep(wait)
+            info = self._client.publish(topic, payload, qos=QOS, retain=retain)
+            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                log.warning("MQTT publish to %s failed: %s", topic, mqtt.error_string(info.rc))
 
     def _handle_connect(
         self,

@@ -1,0 +1,50 @@
+"""A WSGI app served by waitress on a background thread, with a clean, race-free stop."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+from waitress import wasyncore
+from waitress.server import BaseWSGIServer, create_server
+
+LOOP_WAKE_SECONDS = 0.5
+
+
+class BackgroundServer:
+    """Serves `app` on `host:port` (port 0 picks a free one) until stop()."""
+
+    def __init__(self, app: Any, host: str, port: int, *, threads: int = 4, ident: str) -> None:
+        self._socket_map: dict[int, socket.socket] = {}
+        server = create_server(
+            app, map=self._socket_map, host=host, port=port, threads=threads, ident=ident
+        )
+        if not isinstance(server, BaseWSGIServer):
+            raise RuntimeError(f"expected one listening socket for {host!r}")
+        self._server = server
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name=ident, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.getsockname()[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+        self._stopping.set()
+        self._server.pull_trigger()
+        self._thread.join(timeout=10)
+
+    def _serve(self) -> None:
+        # Looping here, not in waitress's run(), lets stop() end the loop before sockets close.
+        try:
+            while not self._stopping.is_set():
+                wasyncore.loop(timeout=LOOP_WAKE_SECONDS, map=self._socket_map, count=1)
+        finally:
+            self._server.task_dispatcher.shutdown(timeout=5)
+            wasyncore.close_all(self._socket_map)

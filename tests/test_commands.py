@@ -1,0 +1,87 @@
+"""The commands as a user runs them: `minut2mqtt run` until SIGTERM, and `minut2mqtt demo`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from brokers import MqttRecorder, random_free_port
+from conftest import CLIENT_ID, CLIENT_SECRET
+
+
+def start_command(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MINUT2MQTT_")}
+    environment.update(env)
+    with log.open("wb") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "minut2mqtt", *args],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=environment,
+        )
+
+
+def test_run_bridges_until_sigterm_then_says_offline(tmp_path, broker, simulator, recorder):
+    config = tmp_path / "minut2mqtt.yaml"
+    config.write_text(
+        f"minut:\n  api_url: {simulator.base_url}\n  client_id: {CLIENT_ID}\n"
+        f"mqtt:\n  host: 127.0.0.1\n  port: 1\n"
+        f"webhook:\n  host: 127.0.0.1\n  port: {random_free_port()}\n"
+        f"state_dir: {tmp_path / 'state'}\n"
+    )
+    log = tmp_path / "run.log"
+    process = start_command(
+        "run",
+        "--config",
+        str(config),
+        f"--mqtt.port={broker.port}",  # the command line beats the file
+        env={"MINUT2MQTT_MINUT__CLIENT_SECRET": CLIENT_SECRET},  # the environment adds to it
+        log=log,
+    )
+    try:
+        state = recorder.wait_for_topic("minut2mqtt/device/dev1/state", 20)
+        assert json.loads(state.payload)["name"] == "Hallway"
+        recorder.wait_for_topic("minut2mqtt/bridge/availability", 5, lambda p: p == b"online")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    retained = MqttRecorder.retained_snapshot(broker.host, broker.port)
+    assert retained["minut2mqtt/bridge/availability"] == b"offline"
+    output = log.read_text()
+    assert "Traceback" not in output
+    assert CLIENT_SECRET not in output
+
+
+def test_demo_runs_everything_embedded(tmp_path):
+    port = random_free_port()
+    log = tmp_path / "demo.log"
+    process = start_command("demo", "--duration", "30", f"--mqtt.port={port}", env={}, log=log)
+    try:
+        deadline = time.monotonic() + 20
+        while "demo is running" not in log.read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.2)
+        with MqttRecorder("127.0.0.1", port, topics=["minut2mqtt/+/+/state"]) as states_seen:
+            states_seen.wait_for(lambda _: len({m.topic for m in states_seen.messages}) == 7)
+        retained = MqttRecorder.retained_snapshot("127.0.0.1", port)
+        configs = [topic for topic in retained if topic.startswith("homeassistant/")]
+        states = [topic for topic in retained if topic.endswith("/state")]
+        assert len(configs) > 50 and len(states) == 7, sorted(retained)
+        assert retained["minut2mqtt/bridge/availability"] == b"online"
+        with MqttRecorder("127.0.0.1", port, topics=["minut2mqtt/+/+/event"]) as events:
+            events.wait_for(lambda message: True, timeout=25)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = log.read_text()
+    assert f"127.0.0.1:{port}" in output
+    assert "Traceback" not in output
