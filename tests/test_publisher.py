@@ -1,0 +1,31 @@
+"""The publisher's pacing: a burst goes at once, then the rate holds."""
+
+from __future__ import annotations
+
+from minut2mqtt.mqtt.publisher import Pacer
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_burst_then_rate():
+    clock = FakeClock()
+    pacer = Pacer(rate=100, burst=10, clock=clock)
+    assert [pacer.delay() for _ in range(10)] == [0.0] * 10
+    assert round(pacer.delay(), 3) == 0.01
+    assert round(pacer.delay(), 3) == 0.02
+
+
+def test_idle_time_refills_the_burst_but_not_beyond():
+    clock = FakeClock()
+    pacer = Pacer(rate=100, burst=10, clock=clock)
+    for _ in range(10):
+        pacer.delay()
+    clock.now += 60
+    assert [pacer.delay() for _ in range(10)] == [0.0] * 10
+    assert pacer.delay() > 0
