@@ -1,0 +1,126 @@
+"""The Minut side: tolerant parsing, the request budget, errors and backoff."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import CLIENT_ID, CLIENT_SECRET
+
+from minut2mqtt.daemon import Daemon
+from minut2mqtt.minut.client import MinutApiError, MinutAuthError, MinutClient, RequestBudget
+from minut2mqtt.minut.models import MinutDataError, parse_device, parse_event, parse_home
+from minut2mqtt.settings import load_settings
+
+
+def test_device_with_nulls_missing_keys_and_unknown_fields():
+    device = parse_device(
+        {
+            "device_id": "abc",
+            "description": None,
+            "latest_sensor_values": {
+                "temperature": {"value": None},
+                "humidity": "n/a",
+                "sound": {},
+            },
+            "battery": None,
+            "ongoing_events": None,
+            "offline": None,
+            "hardware_version": "2",
+            "firmware": None,
+            "brand_new_field": {"nested": [1, 2]},
+        }
+    )
+    assert device.name == "Point abc"
+    assert dict(device.readings) == {}
+    assert device.battery_percent is None
+    assert device.ongoing_events == frozenset()
+    assert device.offline is False
+    assert device.model == "Point v2"
+
+
+def test_device_without_latest_sensor_values_is_normal():
+    device = parse_device({"device_id": "abc", "home": "h"})
+    assert dict(device.readings) == {}
+
+
+def test_reading_without_time_and_legacy_keys():
+    device = parse_device(
+        {
+            "device_id": "abc",
+            "latest_sensor_values": {"pressure": {"value": 1013.2}, "part_als": {"value": 12}},
+        }
+    )
+    assert device.readings["pressure"].value == 1013.2
+    assert device.readings["pressure"].time is None
+    assert device.readings["part_als"].value == 12.0
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [{}, {"device_id": ""}, {"device_id": None}, {"device_id": True}],
+)
+def test_device_without_an_id_is_refused(raw):
+    with pytest.raises(MinutDataError):
+        parse_device(raw)
+
+
+def test_home_and_event_tolerate_odd_values():
+    home = parse_home({"home_id": 42, "devices": ["a", None, 3], "alarm_status": None})
+    assert home.home_id == "42" and home.device_ids == ("a",) and home.alarm_status is None
+    event = parse_event({"id": "e", "type": "x", "created_at": "not a time", "device_id": None})
+    assert event.created_at is None and event.device_id is None
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_budget_never_exceeds_its_minute_or_second_limits():
+    fake = FakeTime()
+    budget = RequestBudget(per_minute=10, per_second=5, clock=fake.clock, sleep=fake.sleep)
+    sent_at = []
+    for _ in range(25):
+        budget.acquire()
+        sent_at.append(fake.now)
+    for index, moment in enumerate(sent_at):
+        assert sum(1 for other in sent_at if moment - 60 < other <= moment) <= 10
+        assert sum(1 for other in sent_at if moment - 1 < other <= moment) <= 5, index
+    assert sent_at[-1] >= 120  # 25 requests at 10 a minute need two full minutes of waiting
+
+
+def test_wrong_credentials_are_an_auth_error(simulator):
+    client = MinutClient(simulator.base_url, CLIENT_ID, "wrong")
+    with pytest.raises(MinutAuthError, match=r"client_id and minut\.client_secret"):
+        client.get_devices()
+
+
+def test_rate_limit_answer_carries_retry_after(simulator, account):
+    client = MinutClient(simulator.base_url, CLIENT_ID, CLIENT_SECRET)
+    account.fail_next(1, status=429, retry_after=17)
+    with pytest.raises(MinutApiError) as caught:
+        client.get_homes()
+    assert (caught.value.status, caught.value.retry_after) == (429, 17)
+
+
+def test_unreachable_api_is_an_api_error():
+    client = MinutClient("http://127.0.0.1:9/v8", CLIENT_ID, CLIENT_SECRET, timeout=2)
+    with pytest.raises(MinutApiError, match="token request failed"):
+        client.get_devices()
+
+
+def test_retry_delay_backs_off_exponentially_and_honours_retry_after(tmp_path):
+    daemon = Daemon(load_settings(None, {"state_dir": tmp_path, "minut.poll_interval": 300}))
+    plain = MinutApiError("boom", 503)
+    delays = [daemon._retry_delay(plain, failures) for failures in range(1, 8)]
+    assert 2.5 <= delays[0] <= 5
+    assert all(delay <= 300 for delay in delays)
+    assert delays[5] >= 80  # 5 s doubled five times, with at most half taken off by jitter
+    assert daemon._retry_delay(MinutApiError("slow down", 429, retry_after=120), 1) >= 120
