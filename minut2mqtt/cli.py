@@ -45,12 +45,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_daemon(settings: Settings) -> int:
-    from .daemon import Daemon
+    from .daemon import Daemon, StartupError
 
     daemon = Daemon(settings)
     stop_on_signals(daemon.request_stop)
     log.info("minut2mqtt %s starting", __version__)
-    daemon.start()
+    try:
+        daemon.start()
+    except StartupError as error:
+        log.error("%s", error)
+        return 1
     daemon.wait()
     daemon.stop()
     return 0

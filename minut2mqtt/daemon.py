@@ -32,6 +32,10 @@ HA_BIRTH_DELAY_SECONDS = (0.5, 3.0)
 """Random pause before re-publishing after Home Assistant's birth, so bridges don't stampede."""
 
 
+class StartupError(Exception):
+    """The daemon cannot start (a port taken, a state directory not writable): says which."""
+
+
 class Daemon:
     def __init__(
         self,
@@ -87,16 +91,28 @@ class Daemon:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        secret = (
-            self.settings.webhook.secret.get_secret_value()
-            if self.settings.webhook.secret
-            else webhook_secret(self.settings.state_dir)
-        )
+        webhook = self.settings.webhook
+        try:
+            self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+            secret = (
+                webhook.secret.get_secret_value()
+                if webhook.secret
+                else webhook_secret(self.settings.state_dir)
+            )
+        except OSError as error:
+            raise StartupError(
+                f"state_dir {self.settings.state_dir}: cannot be written ({error.strerror})"
+            ) from None
         app = create_app(secret, self._events.put, self.health)
-        self._webhook_server = BackgroundServer(
-            app, self.settings.webhook.host, self.settings.webhook.port, ident="webhook-server"
-        )
+        try:
+            self._webhook_server = BackgroundServer(
+                app, webhook.host, webhook.port, ident="webhook-server"
+            )
+        except OSError as error:
+            raise StartupError(
+                f"webhook.host/webhook.port {webhook.host}:{webhook.port}: cannot listen there "
+                f"({error.strerror})"
+            ) from None
         self.webhook_port = self._webhook_server.port
         self.webhook_path = f"/webhook/{secret}"
         log.info(

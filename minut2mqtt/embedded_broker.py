@@ -166,11 +166,17 @@ class _Broker(Broker):  # type: ignore[misc]  # amqtt is untyped
 
     async def drop_clients(self, timeout: float) -> None:
         """Stop accepting, drop every client connection and let amqtt notice."""
-        for server in self._servers.values():
-            server.instance.close()  # shutdown() closing it again is harmless
-        # Connections accepted just before the close reach connection_made a few loop
-        # iterations later; all of them are ready callbacks, done well within this sleep.
+        loop = asyncio.get_running_loop()
+        servers = [server.instance for server in self._servers.values()]
+        # Stop accepting but keep the servers open for a moment: on Python 3.11 a connection
+        # accepted just before Server.close() fails to become a transport and its socket
+        # leaks. Accepted connections reach connection_made within a few loop iterations.
+        for server in servers:
+            for sock in server.sockets:
+                loop.remove_reader(sock.fileno())
         await asyncio.sleep(0.01)
+        for server in servers:
+            server.close()  # shutdown() closing it again is harmless
         for writer in list(self._client_writers):
             writer.transport.abort()
         if self._client_tasks:

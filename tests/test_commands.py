@@ -85,3 +85,27 @@ def test_demo_runs_everything_embedded(tmp_path):
     output = log.read_text()
     assert f"127.0.0.1:{port}" in output
     assert "Traceback" not in output
+
+
+def test_run_with_the_webhook_port_taken_says_so(tmp_path, simulator):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        log = tmp_path / "run.log"
+        process = start_command(
+            "run",
+            f"--minut.api_url={simulator.base_url}",
+            f"--minut.client_id={CLIENT_ID}",
+            "--webhook.host=127.0.0.1",
+            f"--webhook.port={port}",
+            f"--state-dir={tmp_path}",
+            env={"MINUT2MQTT_MINUT__CLIENT_SECRET": CLIENT_SECRET},
+            log=log,
+        )
+        assert process.wait(timeout=20) == 1
+    output = log.read_text()
+    assert f"127.0.0.1:{port}: cannot listen there" in output
+    assert "Traceback" not in output
