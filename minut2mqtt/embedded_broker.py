@@ -121,7 +121,7 @@ def _broker_config(host: str, port: int) -> dict[str, Any]:
 
 
 class _Broker(Broker):  # type: ignore[misc]  # amqtt is untyped
-    """amqtt's Broker with two repairs to how it ends TCP connections (amqtt 0.12.1).
+    """amqtt's Broker with repairs to how it ends TCP connections (amqtt 0.12.1).
 
     - A client that goes away before sending CONNECT (a port probe, a health check) leaves
       its socket open: a descriptor leak and a ResourceWarning. stream_connected() returns

@@ -10,7 +10,9 @@ Not a conftest: tests/conftest.py builds its fixtures from these.
 
 amqtt speaks MQTT 3.1.1 only and replays retained messages for *other* sessions'
 subscriptions on connect (docs/mqtt-consumers.md, "Brokers"); the recorder therefore connects
-with MQTTv311 and drops messages that match none of its own subscriptions.
+with MQTTv311 and drops messages that match none of its own subscriptions. A consequence: when
+another client also subscribes to a matching filter, amqtt delivers a retained message to a new
+recorder twice (once on connect, once on SUBSCRIBE), so count messages with care.
 """
 
 from __future__ import annotations
@@ -190,6 +192,8 @@ class MosquittoBroker(TestBroker):
     def start(self) -> None:
         if self.running:
             return
+        # Fails clearly if something else listens there (the readiness probe could not tell).
+        first_free_port(self.host, self.port, attempts=1)
         self.config_path.write_text(self.config_text())
         with self.output_path.open("ab") as output:
             self._process = subprocess.Popen(
