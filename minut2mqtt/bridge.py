@@ -10,8 +10,9 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .entities import BATTERY_LOW_PERCENT, DEVICE_STATES, HOME_EVENT_TYPES, HOME_STATES, BinarySpec
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 
 DEVICE_STATES_BY_KEY = {spec.key: spec for spec in DEVICE_STATES}
 STALENESS_CHECK_SECONDS = 30.0
+REMEMBERED_EVENT_IDS = 10_000
+ABANDONED_READING_AGE = timedelta(days=30)
+"""A reading this old (a sensor dropped from the API years ago) gets no Home Assistant entity."""
 
 
 class Bridge:
@@ -54,6 +58,8 @@ class Bridge:
         self._next_staleness_check = 0.0
         self._retained: dict[str, bytes] = {}
         self._configs_on_broker: set[str] = set()
+        self._published_event_ids: OrderedDict[str, None] = OrderedDict()
+        """Ids of the latest events published: a repeated delivery is not published twice."""
         """Discovery configs of this bridge that the broker holds, as seen on our subscription."""
         """Last payload published on each retained topic we own: discovery, state, availability."""
 
@@ -78,7 +84,15 @@ class Bridge:
     def apply_event(self, event: Event) -> None:
         """Publish one Minut event on its event topics and flip the binary states it drives."""
         with self._lock:
-            document = json.dumps(event_document(event), default=str, ensure_ascii=False)
+            if event.id in self._published_event_ids:
+                log.debug("event %s (%s) was already published: skipped", event.id, event.type)
+                return
+            self._published_event_ids[event.id] = None
+            if len(self._published_event_ids) > REMEMBERED_EVENT_IDS:
+                self._published_event_ids.popitem(last=False)
+            document = json.dumps(
+                event_document(event), default=str, ensure_ascii=False, allow_nan=False
+            )
             device_known = event.device_id is not None and event.device_id in self.devices
             if event.device_id is not None:
                 self._publisher.publish(
@@ -181,6 +195,15 @@ class Bridge:
             if _switch(state.states, spec, event_type) and spec.momentary:
                 state.momentary_until[spec.key] = self._monotonic() + self._momentary_seconds
 
+    def _entity_readings(self, state: DeviceState) -> list[str]:
+        """The readings that deserve an entity: all but those abandoned long ago."""
+        oldest = self._now() - ABANDONED_READING_AGE
+        return [
+            key
+            for key, reading in state.readings.items()
+            if (reading.time or state.device.last_heard_from_at or oldest) > oldest
+        ]
+
     def _devices_of_home(self, home_id: str) -> list[DeviceState]:
         return [state for state in self.devices.values() if state.device.home_id == home_id]
 
@@ -189,7 +212,7 @@ class Bridge:
         log.info(
             "Point %s (%s) left the account: removing its entities", state.device.name, device_id
         )
-        for topic in device_configs(self._discovery, state.device, state.readings):
+        for topic in device_configs(self._discovery, state.device, self._entity_readings(state)):
             self._clear(topic)
         self._clear(self.topics.device_state(device_id))
         self._clear(self.topics.device_availability(device_id))
@@ -209,7 +232,8 @@ class Bridge:
                 self._retain(topic, config, force=force)
         for state in self.devices.values():
             device = state.device
-            for topic, config in device_configs(self._discovery, device, state.readings).items():
+            configs = device_configs(self._discovery, device, self._entity_readings(state))
+            for topic, config in configs.items():
                 self._retain(topic, config, force=force)
             self._retain(
                 self.topics.device_availability(device.device_id),

@@ -173,7 +173,10 @@ class Daemon:
     def _poll_loop(self) -> None:
         # Polling before the broker answers would make the first burst of discovery twice:
         # queued now, and again by the re-publish that follows every connect.
-        self.publisher.wait_connected(FIRST_POLL_WAITS_FOR_MQTT_SECONDS)
+        give_up_at = time.monotonic() + FIRST_POLL_WAITS_FOR_MQTT_SECONDS
+        while not self.publisher.wait_connected(0.2) and time.monotonic() < give_up_at:
+            if self._stop.is_set():
+                return
         failures = 0
         next_poll = time.monotonic()
         while not self._stop.is_set():

@@ -2,8 +2,8 @@
 
 amqtt is asyncio-native; the broker gets its own event loop in a daemon thread so that the
 rest of minut2mqtt (threads + paho) can use it like any external broker. It speaks MQTT 3.1.1
-only and replays retained messages loosely (see docs/mqtt-consumers.md, "Brokers"): clients
-must connect with MQTTv311 and ignore messages they did not subscribe to.
+only and replays retained messages loosely (a client may get one twice, or for a filter it never
+subscribed to): clients must connect with MQTTv311 and ignore what they did not subscribe to.
 """
 
 from __future__ import annotations

@@ -183,6 +183,8 @@ def require(settings: Settings, *dotted_keys: str, purpose: str) -> None:
 
 
 def _check_yaml_file(config_file: Path) -> None:
+    if config_file.is_dir():
+        raise ConfigError(f"config file {config_file}: is a directory, expected a YAML file")
     if not config_file.is_file():
         raise ConfigError(f"config file {config_file}: not found")
     try:

@@ -57,7 +57,9 @@ def _parse_delivery(body: bytes) -> Event:
     if not body:
         raise ValueError("empty body")
     try:
-        delivery = json.loads(body)
+        delivery = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except _NotFinite:
+        raise ValueError("numbers must be finite (NaN and Infinity are not JSON)") from None
     except (ValueError, RecursionError):
         raise ValueError("body is not JSON") from None
     if not isinstance(delivery, dict):
@@ -72,6 +74,21 @@ def _parse_delivery(body: bytes) -> Event:
         return parse_event(event)
     except MinutDataError as error:
         raise ValueError(str(error)) from None
+
+
+class _NotFinite(Exception):
+    pass
+
+
+def _refuse_constant(name: str) -> float:
+    raise _NotFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _NotFinite(text)
+    return value
 
 
 def _json(document: dict[str, Any], status: int) -> Response:

@@ -246,3 +246,26 @@ def test_event_for_unknown_device_is_still_published(bridge, publisher):
 def test_every_binary_state_appears_in_the_document(bridge, publisher):
     poll(bridge, raw_device())
     assert set(state_of(publisher)["states"]) == {spec.key for spec in DEVICE_STATES}
+
+
+def test_a_repeated_delivery_is_published_once(bridge, publisher):
+    poll(bridge, raw_device())
+    bridge.apply_event(event("pir_motion", device_id="dev1"))
+    bridge.apply_event(event("pir_motion", device_id="dev1"))
+    assert len(publisher.on_topic(TOPICS.device_event("dev1"))) == 1
+
+
+def test_a_reading_abandoned_years_ago_gets_no_entity(bridge, publisher):
+    poll(
+        bridge,
+        raw_device(
+            latest_sensor_values={
+                "temperature": {"time": iso(NOW), "value": 20.0},
+                "pressure": {"time": "2021-03-01T00:00:00.000Z", "value": 1013.0},
+            }
+        ),
+    )
+    assert state_of(publisher)["readings"]["pressure"]["status"] == "stale"
+    configs = [topic for topic in publisher.retained if topic.startswith("homeassistant/sensor/")]
+    assert any(topic.endswith("/temperature/config") for topic in configs)
+    assert not any(topic.endswith("/pressure/config") for topic in configs)

@@ -118,6 +118,9 @@ def test_bad_webhook_deliveries_are_refused_and_publish_nothing(start_daemon, re
         (b'{"event": {"type": "pir_motion"}}', "has no 'id'"),
         (b'{"event": {"id": "x"}}', "has no 'type'"),
         (b"", "empty"),
+        (b'{"event": {"id": "x", "type": 5}}', "non-empty string"),
+        (b'{"event": {"id": "x", "type": "t", "sensor_value": NaN}}', "finite"),
+        (b'{"event": {"id": "x", "type": "t", "sensor_value": 1e999}}', "finite"),
     ]:
         answer = requests.post(webhook_url(daemon), data=body, timeout=5)
         assert answer.status_code == 400, body
@@ -129,6 +132,10 @@ def test_bad_webhook_deliveries_are_refused_and_publish_nothing(start_daemon, re
     assert health.status_code == 200 and health.json()["mqtt"]["connected"] is True
     assert requests.post(webhook_url(daemon), json={"event": good_event}).status_code == 202
     recorder.wait_for_topic(DEV1_EVENT)
+    # Minut may deliver an event twice: the second copy is accepted and not published again
+    assert requests.post(webhook_url(daemon), json={"event": good_event}).status_code == 202
+    time.sleep(0.5)
+    assert len([m for m in recorder.messages if m.topic == DEV1_EVENT]) == 1
 
 
 def test_offline_device(start_daemon, recorder, broker, account):
@@ -254,6 +261,34 @@ def test_clean_shutdown_sets_bridge_offline(start_daemon, recorder, broker):
     recorder.wait_for_topic(BRIDGE, payload_predicate=lambda p: p == b"online")
     daemon.stop()
     assert retained(broker)[BRIDGE] == b"offline"
+
+
+def test_an_unreachable_broker_is_reported_once(tmp_path, simulator, caplog):
+    from brokers import random_free_port
+
+    from minut2mqtt.daemon import Daemon
+    from minut2mqtt.settings import load_settings
+
+    closed_port = random_free_port()
+    settings = load_settings(
+        None,
+        {
+            "minut.api_url": simulator.base_url,
+            "mqtt.host": "127.0.0.1",
+            "mqtt.port": closed_port,
+            "webhook.host": "127.0.0.1",
+            "webhook.port": 0,
+            "state_dir": tmp_path,
+        },
+    )
+    daemon = Daemon(settings)
+    with caplog.at_level("INFO", logger="minut2mqtt"):
+        daemon.start()
+        time.sleep(3.5)  # paho retries after 1 s, then 2 s
+        daemon.stop()
+    reports = [r for r in caplog.records if "cannot reach the MQTT broker" in r.getMessage()]
+    assert len(reports) == 1
+    assert f"127.0.0.1:{closed_port}" in reports[0].getMessage()
 
 
 def test_webhook_path_secret_is_generated_and_kept(start_daemon, tmp_path):

@@ -112,7 +112,9 @@ def test_rate_limit_answer_carries_retry_after(simulator, account):
 
 def test_unreachable_api_is_an_api_error():
     client = MinutClient("http://127.0.0.1:9/v8", CLIENT_ID, CLIENT_SECRET, timeout=2)
-    with pytest.raises(MinutApiError, match="token request failed"):
+    with pytest.raises(
+        MinutApiError, match=r"token request to http://127.0.0.1:9/v8/oauth/token failed"
+    ):
         client.get_devices()
 
 

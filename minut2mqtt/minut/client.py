@@ -174,11 +174,15 @@ class MinutClient:
                     "minut.client_id and minut.client_secret",
                     status,
                 ) from None
-            raise MinutApiError(f"token request failed: {error.error}", status) from None
+            raise MinutApiError(
+                f"token request to {self.token_url} failed: {error.error}", status
+            ) from None
         except requests.RequestException as error:
-            raise MinutApiError(f"token request failed: {type(error).__name__}") from None
+            raise MinutApiError(
+                f"token request to {self.token_url} failed: {type(error).__name__}"
+            ) from None
         except ValueError as error:  # an HTML error page or an empty body
-            raise MinutApiError(f"token request failed: {error}") from None
+            raise MinutApiError(f"token request to {self.token_url} failed: {error}") from None
         access_token = token.get("access_token")
         if not isinstance(access_token, str) or not access_token:
             raise MinutApiError("token request failed: the answer has no access_token")

@@ -116,8 +116,10 @@ def parse_home(raw: Mapping[str, Any]) -> Home:
 def parse_event(raw: Mapping[str, Any]) -> Event:
     event_id = _identifier(raw, "id", "event")
     event_type = raw.get("type")
-    if not isinstance(event_type, str) or not event_type:
+    if event_type is None:
         raise MinutDataError("event has no 'type'")
+    if not isinstance(event_type, str) or not event_type:
+        raise MinutDataError("event 'type' must be a non-empty string")
     return Event(
         id=event_id,
         type=event_type,

@@ -132,6 +132,8 @@ class MqttPublisher:
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.max_inflight_messages_set(100)
         self._client.on_connect = self._handle_connect
+        self._client.on_connect_fail = self._handle_connect_fail
+        self._unreachable_reported = False
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
 
@@ -193,11 +195,22 @@ class MqttPublisher:
             log.error("MQTT broker refused the connection: %s", reason_code)
             return
         self._connected.set()
+        self._unreachable_reported = False
         log.info("connected to MQTT broker %s:%d", self._options.host, self._options.port)
         client.publish(self._options.availability_topic, ONLINE, qos=QOS, retain=True)
         for topic_filter in self._subscriptions:
             client.subscribe(topic_filter, qos=QOS)
         self._on_connected()
+
+    def _handle_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        if not self._unreachable_reported:
+            self._unreachable_reported = True
+            log.error(
+                "cannot reach the MQTT broker at %s:%d (check mqtt.host and mqtt.port); "
+                "retrying, messages are kept meanwhile",
+                self._options.host,
+                self._options.port,
+            )
 
     def _handle_disconnect(
         self,
