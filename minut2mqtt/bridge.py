@@ -104,7 +104,7 @@ class Bridge:
                 self._publisher.publish(
                     self.topics.home_event(event.home_id), document, retain=False
                 )
-            self._note(f"event {event.type}", event.device_id or event.home_id or "?")
+            self._note(f"event {event.type}", self._subject_of(event))
             if device_known and event.device_id is not None:
                 self._apply_device_event(self.devices[event.device_id], event.type)
             if event.device_id is None and event.home_id is not None:
@@ -194,6 +194,13 @@ class Bridge:
         for spec in DEVICE_STATES:
             if _switch(state.states, spec, event_type) and spec.momentary:
                 state.momentary_until[spec.key] = self._monotonic() + self._momentary_seconds
+
+    def _subject_of(self, event: Event) -> str:
+        if event.device_id in self.devices:
+            return self.devices[event.device_id].device.name
+        if event.home_id in self.homes:
+            return self.homes[event.home_id].home.name
+        return event.device_id or event.home_id or "?"
 
     def _entity_readings(self, state: DeviceState) -> list[str]:
         """The readings that deserve an entity: all but those abandoned long ago."""

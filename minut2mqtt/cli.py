@@ -77,8 +77,10 @@ def configure_logging(level: str) -> None:
         force=True,
     )
     if level != "DEBUG":
-        for noisy in ("waitress", "urllib3", "amqtt", "transitions"):
+        for noisy in ("waitress", "urllib3", "transitions"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        # amqtt logs port probes and clients vanishing mid-handshake as errors: demo noise.
+        logging.getLogger("amqtt").setLevel(logging.CRITICAL)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -111,12 +113,12 @@ def _parser() -> argparse.ArgumentParser:
 def _add_setting_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (override environment and file)")
     for dotted_key, field in leaf_fields():
-        option = f"--{dotted_key}"
-        if "." not in dotted_key:
-            option = f"--{dotted_key.replace('_', '-')}"
+        options = [f"--{dotted_key}"]
+        if "_" in dotted_key and "." not in dotted_key:
+            options.append(f"--{dotted_key.replace('_', '-')}")
         help_text = field.description or ""
         group.add_argument(
-            option,
+            *options,
             dest=dotted_key,
             default=None,
             metavar="VALUE",

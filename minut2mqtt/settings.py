@@ -201,7 +201,8 @@ def _check_yaml_file(config_file: Path) -> None:
 
 
 def _describe(error: ValidationError, config_file: Path | None) -> str:
-    source = f" (file {config_file}, environment {ENV_PREFIX}*, or command line)"
+    file_part = f"file {config_file}, " if config_file else ""
+    source = f" ({file_part}environment {ENV_PREFIX}*, or command line)"
     lines = [f"invalid configuration{source}:"]
     for problem in error.errors():
         key = ".".join(str(part) for part in problem["loc"]) or "(top level)"

@@ -155,3 +155,15 @@ def test_cli_version_and_help():
     assert run_cli("--version").stdout.startswith("minut2mqtt ")
     help_text = run_cli("run", "--help").stdout
     assert "--mqtt.host" in help_text and "MINUT2MQTT_MQTT__HOST" in help_text
+
+
+def test_cli_demo_with_a_bad_option_exits_cleanly():
+    result = run_cli("demo", "--mqtt.port", "0", "--duration", "1")
+    assert result.returncode == 2
+    assert "mqtt.port" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_options_are_the_key_names(tmp_path):
+    result = run_cli("run", "--state_dir", str(tmp_path), "--log_level", "debug")
+    assert "unrecognized arguments" not in result.stderr
+    assert "minut.client_id: required for run" in result.stderr
