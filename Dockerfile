@@ -18,6 +18,6 @@ ENV MINUT2MQTT_STATE_DIR=/data \
 VOLUME ["/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=60s --timeout=5s --start-period=30s \
-  CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)" || exit 1
+  CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('MINUT2MQTT_WEBHOOK__PORT', '8000'), timeout=4)" || exit 1
 ENTRYPOINT ["minut2mqtt"]
 CMD ["run"]
