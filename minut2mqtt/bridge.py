@@ -57,11 +57,11 @@ class Bridge:
         self.homes: dict[str, HomeState] = {}
         self._next_staleness_check = 0.0
         self._retained: dict[str, bytes] = {}
+        """Last payload published on each retained topic we own: discovery, state, availability."""
         self._configs_on_broker: set[str] = set()
+        """Discovery configs of this bridge that the broker holds, as seen on our subscription."""
         self._published_event_ids: OrderedDict[str, None] = OrderedDict()
         """Ids of the latest events published: a repeated delivery is not published twice."""
-        """Discovery configs of this bridge that the broker holds, as seen on our subscription."""
-        """Last payload published on each retained topic we own: discovery, state, availability."""
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -87,12 +87,12 @@ class Bridge:
             if event.id in self._published_event_ids:
                 log.debug("event %s (%s) was already published: skipped", event.id, event.type)
                 return
-            self._published_event_ids[event.id] = None
-            if len(self._published_event_ids) > REMEMBERED_EVENT_IDS:
-                self._published_event_ids.popitem(last=False)
             document = json.dumps(
                 event_document(event), default=str, ensure_ascii=False, allow_nan=False
             )
+            self._published_event_ids[event.id] = None
+            if len(self._published_event_ids) > REMEMBERED_EVENT_IDS:
+                self._published_event_ids.popitem(last=False)
             device_known = event.device_id is not None and event.device_id in self.devices
             if event.device_id is not None:
                 self._publisher.publish(

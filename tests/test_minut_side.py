@@ -126,3 +126,18 @@ def test_retry_delay_backs_off_exponentially_and_honours_retry_after(tmp_path):
     assert all(delay <= 300 for delay in delays)
     assert delays[5] >= 80  # 5 s doubled five times, with at most half taken off by jitter
     assert daemon._retry_delay(MinutApiError("slow down", 429, retry_after=120), 1) >= 120
+
+
+def test_readings_that_are_not_finite_numbers_are_ignored():
+    device = parse_device(
+        {
+            "device_id": "abc",
+            "latest_sensor_values": {
+                "temperature": {"value": float("inf")},
+                "humidity": {"value": float("nan")},
+                "sound": {"value": 10**400},
+                "pressure": {"value": 1000},
+            },
+        }
+    )
+    assert set(device.readings) == {"pressure"}
