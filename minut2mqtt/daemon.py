@@ -213,6 +213,9 @@ class Daemon:
             raise
         devices = _parse_all(raw_devices, parse_device)
         homes = _parse_all(raw_homes, parse_home)
+        counts = (len(devices), len(homes))
+        if counts != (len(self.bridge.devices), len(self.bridge.homes)):
+            log.info("Minut account: %d Points in %d homes", *counts)
         self.bridge.apply_poll(devices, homes)
         self.last_poll = datetime.now(UTC)
         self.last_poll_error = None

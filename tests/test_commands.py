@@ -59,6 +59,29 @@ def test_run_bridges_until_sigterm_then_says_offline(tmp_path, broker, simulator
     assert CLIENT_SECRET not in output
 
 
+def test_a_killed_bridge_is_offline_through_its_last_will(tmp_path, broker, simulator, recorder):
+    process = start_command(
+        "run",
+        f"--minut.api_url={simulator.base_url}",
+        f"--minut.client_id={CLIENT_ID}",
+        f"--mqtt.port={broker.port}",
+        "--webhook.host=127.0.0.1",
+        f"--webhook.port={random_free_port()}",
+        f"--state-dir={tmp_path}",
+        "--mqtt.keepalive=5",
+        env={"MINUT2MQTT_MINUT__CLIENT_SECRET": CLIENT_SECRET},
+        log=tmp_path / "run.log",
+    )
+    try:
+        recorder.wait_for_topic("minut2mqtt/device/dev1/state", 20)
+        process.kill()
+        process.wait(timeout=10)
+        recorder.wait_for_topic("minut2mqtt/bridge/availability", 15, lambda p: p == b"offline")
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 def test_demo_runs_everything_embedded(tmp_path):
     port = random_free_port()
     log = tmp_path / "demo.log"
