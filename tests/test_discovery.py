@@ -178,3 +178,23 @@ def test_topic_reference_lists_every_entity_of_the_table():
 
     document = (Path(__file__).parent.parent / "docs" / "topics.md").read_text(encoding="utf-8")
     assert document == with_reference(document), "run: python -m minut2mqtt.reference"
+
+
+def test_every_discovery_payload_matches_its_snapshot():
+    """All configs of a Point carrying every known reading, and of its home, as reviewed JSON.
+
+    After an intended change: MINUT2MQTT_UPDATE_SNAPSHOTS=1 pytest tests/test_discovery.py,
+    then read the diff of tests/snapshots/discovery.json before committing it.
+    """
+    import json
+    import os
+    from pathlib import Path
+
+    configs = {**device_configs(CTX, DEVICE, [s.key for s in READINGS]), **home_configs(CTX, HOME)}
+    configs = json.loads(json.dumps(configs))  # version-independent: compare as parsed JSON
+    for config in configs.values():
+        config["origin"]["sw_version"] = "<version>"
+    snapshot = Path(__file__).parent / "snapshots" / "discovery.json"
+    if os.environ.get("MINUT2MQTT_UPDATE_SNAPSHOTS"):
+        snapshot.write_text(json.dumps(configs, indent=2, ensure_ascii=False) + "\n")
+    assert configs == json.loads(snapshot.read_text(encoding="utf-8"))
