@@ -36,12 +36,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_demo(overrides, duration=args.duration)
         settings = load_settings(args.config, overrides)
-        require(settings, "minut.client_id", "minut.client_secret", purpose="run")
+        require(settings, "minut.client_id", "minut.client_secret", purpose=args.command)
     except ConfigError as error:
         print(f"minut2mqtt: {error}", file=sys.stderr)
         return 2
+    if args.command == "check":
+        return run_check(settings)
     configure_logging(settings.log_level)
     return run_daemon(settings)
+
+
+def run_check(settings: Settings) -> int:
+    from .check import run_checks
+
+    print("configuration: valid")
+    results = run_checks(settings)
+    for result in results:
+        print(f"{result.name}: {'ok' if result.ok else 'FAILED'}: {result.detail}")
+    return 0 if all(result.ok for result in results) else 1
 
 
 def run_daemon(settings: Settings) -> int:
@@ -94,18 +106,24 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"minut2mqtt {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser("run", help="bridge a Minut account to an MQTT broker until stopped")
-    run.add_argument(
-        "--config",
-        type=Path,
-        default=_default_config(),
-        help="YAML configuration file (default: $MINUT2MQTT_CONFIG, else none)",
+    check = commands.add_parser(
+        "check",
+        help="validate the configuration, then try the broker and the Minut API once "
+        "(exit status 0 when all is well)",
     )
+    for command in (run, check):
+        command.add_argument(
+            "--config",
+            type=Path,
+            default=_default_config(),
+            help="YAML configuration file (default: $MINUT2MQTT_CONFIG, else none)",
+        )
     demo = commands.add_parser(
         "demo",
         help="zero-install demo: embedded broker + simulated Minut account + the real bridge",
     )
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    for command in (run, demo):
+    for command in (run, check, demo):
         _add_setting_options(command)
     return parser
 

@@ -132,3 +132,46 @@ def test_run_with_the_webhook_port_taken_says_so(tmp_path, simulator):
     output = log.read_text()
     assert f"127.0.0.1:{port}: cannot listen there" in output
     assert "Traceback" not in output
+
+
+def run_check(*args: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MINUT2MQTT_")}
+    return subprocess.run(
+        [sys.executable, "-m", "minut2mqtt", "check", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+    )
+
+
+def test_check_reports_each_part_and_exits_zero_when_all_is_well(broker, simulator):
+    result = run_check(
+        f"--minut.api_url={simulator.base_url}",
+        f"--minut.client_id={CLIENT_ID}",
+        f"--minut.client_secret={CLIENT_SECRET}",
+        f"--mqtt.port={broker.port}",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "configuration: valid" in result.stdout
+    assert f"MQTT broker: ok: connected to localhost:{broker.port}" in result.stdout
+    assert "Minut API: ok: " in result.stdout and "2 Points in 1 homes" in result.stdout
+
+
+def test_check_names_what_failed(simulator):
+    closed_port = random_free_port()
+    result = run_check(
+        f"--minut.api_url={simulator.base_url}",
+        f"--minut.client_id={CLIENT_ID}",
+        "--minut.client_secret=wrong",
+        f"--mqtt.port={closed_port}",
+    )
+    assert result.returncode == 1
+    assert f"MQTT broker: FAILED: cannot reach localhost:{closed_port}" in result.stdout
+    assert "Minut API: FAILED: Minut refused the client credentials" in result.stdout
+    assert "wrong" not in result.stdout.replace("--minut.client_secret=wrong", "")
+
+
+def test_check_of_a_bad_configuration_exits_two():
+    result = run_check("--mqtt.port=0")
+    assert result.returncode == 2 and "mqtt.port" in result.stderr
