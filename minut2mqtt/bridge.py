@@ -43,6 +43,7 @@ class Bridge:
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         on_change: Callable[[str, str], None] | None = None,
+        published_event_ids: Iterable[str] = (),
     ):
         self._publisher = publisher
         self.topics = topics
@@ -60,7 +61,9 @@ class Bridge:
         """Last payload published on each retained topic we own: discovery, state, availability."""
         self._configs_on_broker: set[str] = set()
         """Discovery configs of this bridge that the broker holds, as seen on our subscription."""
-        self._published_event_ids: OrderedDict[str, None] = OrderedDict()
+        self._published_event_ids: OrderedDict[str, None] = OrderedDict(
+            (event_id, None) for event_id in list(published_event_ids)[-REMEMBERED_EVENT_IDS:]
+        )
         """Ids of the latest events published: a repeated delivery is not published twice."""
 
     # -- inputs -------------------------------------------------------------------------------
@@ -284,6 +287,11 @@ class Bridge:
             self._on_change(what, subject)
 
     # -- queries ------------------------------------------------------------------------------
+
+    def published_event_ids(self) -> list[str]:
+        """Ids of the latest published events, oldest first: what a restart must remember."""
+        with self._lock:
+            return list(self._published_event_ids)
 
     def owned_retained_topics(self) -> set[str]:
         with self._lock:
