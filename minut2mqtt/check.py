@@ -11,6 +11,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from .minut.client import MinutApiError, MinutClient, RequestBudget
+from .mqtt.publisher import tls_context
 from .settings import Settings
 
 
@@ -48,6 +49,9 @@ def check_broker(settings: Settings, timeout: float) -> str:
         client_id=f"{options.client_id}-check",
         protocol=mqtt.MQTTv311,
     )
+    context = tls_context(options.tls)
+    if context is not None:
+        client.tls_set_context(context)
     if options.username:
         password = options.password.get_secret_value() if options.password else None
         client.username_pw_set(options.username, password)
@@ -63,7 +67,7 @@ def check_broker(settings: Settings, timeout: float) -> str:
     client.on_connect = on_connect
     try:
         client.connect(options.host, options.port, keepalive=10)
-    except OSError as error:
+    except OSError as error:  # ssl.SSLError included: a failed TLS handshake
         raise CheckFailed(f"cannot reach {where}: {error.strerror or error}") from None
     client.loop_start()
     try:

@@ -15,7 +15,7 @@ from .bridge import Bridge
 from .http_server import BackgroundServer
 from .minut.client import MinutApiError, MinutAuthError, MinutClient, RequestBudget
 from .minut.models import Event, MinutDataError, format_time, parse_device, parse_home
-from .mqtt.publisher import MqttOptions, MqttPublisher
+from .mqtt.publisher import MqttOptions, MqttPublisher, tls_context
 from .mqtt.topics import Topics
 from .settings import Settings
 from .statefiles import webhook_secret
@@ -62,6 +62,7 @@ class Daemon:
                 username=mqtt.username,
                 password=mqtt.password.get_secret_value() if mqtt.password else None,
                 keepalive=mqtt.keepalive,
+                tls_context=tls_context(mqtt.tls),
                 messages_per_second=mqtt.messages_per_second,
             ),
             on_connected=self._on_mqtt_connected,

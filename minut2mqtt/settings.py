@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +28,8 @@ from pydantic_settings import (
 ENV_PREFIX = "MINUT2MQTT_"
 ENV_NESTED_DELIMITER = "__"
 TOPIC_SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
+NO_KEY_PASSPHRASE = ""
+"""Given to load_cert_chain so that an encrypted key fails instead of prompting on the terminal."""
 
 
 class ConfigError(Exception):
@@ -52,6 +63,71 @@ class MinutSettings(Section):
         return value.rstrip("/")
 
 
+class TlsSettings(Section):
+    enabled: bool = Field(False, description="connect over TLS (implied by ca_file or cert_file)")
+    ca_file: Path | None = Field(
+        None, description="CA bundle that verifies the broker; null: the system's trusted CAs"
+    )
+    cert_file: Path | None = Field(
+        None, description="client certificate for mutual TLS (needs key_file)"
+    )
+    key_file: Path | None = Field(None, description="private key of cert_file")
+    insecure: bool = Field(
+        False, description="skip certificate and hostname verification of the broker"
+    )
+
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _existing_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        if not value.exists():
+            raise ValueError(f"file not found: {value}")
+        if not value.is_file():
+            raise ValueError(f"not a file: {value}")
+        return value
+
+    @field_validator("ca_file")
+    @classmethod
+    def _holds_certificates(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=value)
+            except (ssl.SSLError, OSError) as error:
+                raise ValueError(f"no usable PEM certificate in {value} ({error})") from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            given, missing = (
+                ("cert_file", "key_file") if self.key_file is None else ("key_file", "cert_file")
+            )
+            raise ValueError(
+                f"mqtt.tls.{given} is set without mqtt.tls.{missing}: mutual TLS needs both"
+            )
+        if self.cert_file is not None and self.key_file is not None:
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(
+                    self.cert_file, self.key_file, password=NO_KEY_PASSPHRASE
+                )
+            except (ssl.SSLError, OSError) as error:
+                raise ValueError(
+                    f"mqtt.tls.cert_file and mqtt.tls.key_file cannot be used together ({error}): "
+                    "both must be PEM, the key unencrypted and matching the certificate"
+                ) from None
+        if self.insecure and not self.active:
+            raise ValueError(
+                "mqtt.tls.insecure only applies to TLS: set mqtt.tls.enabled (or ca_file) too"
+            )
+        return self
+
+    @property
+    def active(self) -> bool:
+        """Whether to connect over TLS at all."""
+        return self.enabled or self.ca_file is not None or self.cert_file is not None
+
+
 class MqttSettings(Section):
     host: str = "localhost"
     port: int = Field(1883, ge=1, le=65535)
@@ -69,6 +145,7 @@ class MqttSettings(Section):
         ge=10,
         description="publish rate after a burst of 200, so that slow subscribers lose nothing",
     )
+    tls: TlsSettings = TlsSettings()
 
     @field_validator("base_topic", "discovery_prefix")
     @classmethod
@@ -209,6 +286,9 @@ def _describe(error: ValidationError, config_file: Path | None) -> str:
         reason = problem["msg"]
         if problem["type"] == "extra_forbidden":
             reason = "unknown key (check the spelling)"
+        elif problem["type"] == "value_error":
+            # Our own validators' messages say what is wrong and show the value themselves.
+            reason = str(problem.get("ctx", {}).get("error", reason))
         elif "input" in problem and not isinstance(problem["input"], dict | SecretStr):
             shown = "***" if _looks_secret(key) else repr(problem["input"])
             reason = f"{reason}, got {shown}"

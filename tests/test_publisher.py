@@ -29,3 +29,22 @@ def test_idle_time_refills_the_burst_but_not_beyond():
     clock.now += 60
     assert [pacer.delay() for _ in range(10)] == [0.0] * 10
     assert pacer.delay() > 0
+
+
+def test_a_message_paho_cannot_send_does_not_stop_the_sender(broker):
+    from brokers import MqttRecorder
+
+    from minut2mqtt.mqtt.publisher import MqttOptions, MqttPublisher
+
+    publisher = MqttPublisher(
+        MqttOptions(broker.host, broker.port, "sender-test", "sender-test/availability")
+    )
+    publisher.start()
+    try:
+        assert publisher.wait_connected(10)
+        with MqttRecorder(broker.host, broker.port, topics=["sender-test/#"]) as recorder:
+            publisher.publish("sender-test/bad", "\ud800", retain=False)  # cannot be UTF-8
+            publisher.publish("sender-test/good", "fine", retain=False)
+            recorder.wait_for_topic("sender-test/good")
+    finally:
+        publisher.stop()

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import queue
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -16,11 +17,14 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
+from ..settings import NO_KEY_PASSPHRASE, TlsSettings
 from .payloads import OFFLINE, ONLINE
 
 log = logging.getLogger(__name__)
 
 QOS = 1
+X509_V_ERR_HOSTNAME_MISMATCH = 62
+X509_V_ERR_IP_ADDRESS_MISMATCH = 64
 
 
 class Publisher(Protocol):
@@ -70,6 +74,27 @@ class MqttOptions:
     tls_context: ssl.SSLContext | None = None
     messages_per_second: float = 500.0
     burst: int = 200
+
+
+def tls_context(tls: TlsSettings) -> ssl.SSLContext | None:
+    """The context for MQTT over TLS, or None for plain MQTT.
+
+    Verifies the broker's certificate and that it names mqtt.host, unless `insecure`.
+    The settings have already checked that the files exist and load.
+    """
+    if not tls.active:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if tls.ca_file is not None:
+        context.load_verify_locations(cafile=tls.ca_file)
+    else:
+        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    if tls.cert_file is not None and tls.key_file is not None:
+        context.load_cert_chain(tls.cert_file, tls.key_file, password=NO_KEY_PASSPHRASE)
+    if tls.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 class Pacer:
@@ -133,9 +158,11 @@ class MqttPublisher:
         self._client.max_inflight_messages_set(100)
         self._client.on_connect = self._handle_connect
         self._client.on_connect_fail = self._handle_connect_fail
-        self._unreachable_reported = False
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
+        self._client.on_log = self._remember_paho_error
+        self._reported_failure: str | None = None
+        self._last_paho_error: str | None = None
 
     @property
     def connected(self) -> bool:
@@ -143,7 +170,19 @@ class MqttPublisher:
 
     def start(self) -> None:
         """Connect in the background; paho keeps retrying until the broker answers."""
-        log.info("connecting to MQTT broker %s:%d", self._options.host, self._options.port)
+        tls = self._options.tls_context
+        log.info(
+            "connecting to MQTT broker %s:%d%s",
+            self._options.host,
+            self._options.port,
+            " over TLS" if tls is not None else "",
+        )
+        if tls is not None and tls.verify_mode == ssl.CERT_NONE:
+            log.warning(
+                "mqtt.tls.insecure is true: the MQTT broker's certificate and hostname are not "
+                "checked, so anyone on the way to %s could pose as the broker",
+                self._options.host,
+            )
         self._client.connect_async(self._options.host, self._options.port, self._options.keepalive)
         self._client.loop_start()
         self._sender.start()
@@ -179,7 +218,11 @@ class MqttPublisher:
             topic, payload, retain = message
             if (wait := self._pacer.delay()) > 0:
                 time.sleep(wait)
-            info = self._client.publish(topic, payload, qos=QOS, retain=retain)
+            try:
+                info = self._client.publish(topic, payload, qos=QOS, retain=retain)
+            except Exception:  # one bad message must not stop every later one
+                log.exception("MQTT message to %s could not be sent: dropped", topic)
+                continue
             if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
                 log.warning("MQTT publish to %s failed: %s", topic, mqtt.error_string(info.rc))
 
@@ -192,24 +235,37 @@ class MqttPublisher:
         properties: object,
     ) -> None:
         if reason_code.is_failure:
-            log.error("MQTT broker refused the connection: %s", reason_code)
+            self._report_failure(
+                "refused", f"MQTT broker {self._where} refused the connection: {reason_code}"
+            )
             return
         self._connected.set()
-        self._unreachable_reported = False
-        log.info("connected to MQTT broker %s:%d", self._options.host, self._options.port)
+        self._reported_failure = None
+        log.info("connected to MQTT broker %s", self._where)
         client.publish(self._options.availability_topic, ONLINE, qos=QOS, retain=True)
         for topic_filter in self._subscriptions:
             client.subscribe(topic_filter, qos=QOS)
         self._on_connected()
 
     def _handle_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
-        if not self._unreachable_reported:
-            self._unreachable_reported = True
-            log.error(
-                "cannot reach the MQTT broker at %s:%d (check mqtt.host and mqtt.port); "
+        # paho calls this from inside its `except OSError:` around connecting, and keeps the
+        # exception to itself: it is still the one being handled.
+        error = sys.exc_info()[1]
+        # A plain MQTT listener hangs up on the TLS hello: a reset means a handshake gone wrong.
+        if self._options.tls_context is not None and isinstance(
+            error, ssl.SSLError | ConnectionResetError
+        ):
+            self._report_failure(
+                "tls",
+                f"MQTT TLS handshake with {self._where} failed: {_describe_tls_error(error)}; "
                 "retrying, messages are kept meanwhile",
-                self._options.host,
-                self._options.port,
+            )
+        else:
+            reason = f" ({error.strerror or error})" if isinstance(error, OSError) else ""
+            self._report_failure(
+                "unreachable",
+                f"cannot reach the MQTT broker at {self._where}{reason} "
+                "(check mqtt.host and mqtt.port); retrying, messages are kept meanwhile",
             )
 
     def _handle_disconnect(
@@ -223,7 +279,37 @@ class MqttPublisher:
         if self._connected.is_set():
             self.reconnects += 1
             log.warning("lost the MQTT broker (%s); reconnecting", reason_code)
+        elif self._last_paho_error is not None and self._reported_failure != "refused":
+            # Under TLS 1.3 the broker judges our client certificate after the handshake, so
+            # its refusal arrives as a failed read, which paho only logs.
+            hint = (
+                " (does the broker require a client certificate? mqtt.tls.cert_file)"
+                if self._options.tls_context is not None and "certificate" in self._last_paho_error
+                else ""
+            )
+            self._report_failure(
+                "dropped",
+                f"MQTT broker {self._where} closed the connection before accepting it: "
+                f"{self._last_paho_error}{hint}; retrying, messages are kept meanwhile",
+            )
+        self._last_paho_error = None
         self._connected.clear()
+
+    def _remember_paho_error(
+        self, client: mqtt.Client, userdata: object, level: int, message: str
+    ) -> None:
+        if level == mqtt.MQTT_LOG_ERR:
+            self._last_paho_error = message
+
+    def _report_failure(self, kind: str, message: str) -> None:
+        """Log a failure to connect once, not on every retry, until it changes or we connect."""
+        if kind != self._reported_failure:
+            self._reported_failure = kind
+            log.error("%s", message)
+
+    @property
+    def _where(self) -> str:
+        return f"{self._options.host}:{self._options.port}"
 
     def _handle_message(
         self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage
@@ -235,3 +321,18 @@ class MqttPublisher:
                     handler(message.topic, bytes(message.payload))
                 except Exception:
                     log.exception("handling MQTT message on %s failed", message.topic)
+
+
+def _describe_tls_error(error: OSError) -> str:
+    """The handshake error with what to change for the common causes."""
+    wrong_port_hint = "(is mqtt.port the broker's TLS port? usually 8883)"
+    if isinstance(error, ConnectionResetError):
+        return f"the broker hung up ({error.strerror}) {wrong_port_hint}"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        reason = f"certificate verify failed: {error.verify_message}"
+        if error.verify_code in (X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH):
+            return f"{reason} (mqtt.host must be a name the broker's certificate lists)"
+        return f"{reason} (mqtt.tls.ca_file must hold the CA that signed the broker's certificate)"
+    if isinstance(error, ssl.SSLError) and error.reason == "WRONG_VERSION_NUMBER":
+        return f"{error} {wrong_port_hint}"
+    return str(error)
