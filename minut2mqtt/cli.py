@@ -88,6 +88,9 @@ def configure_logging(level: str) -> None:
         stream=sys.stderr,
         force=True,
     )
+    # requests-oauthlib logs token requests and answers, secrets included, at DEBUG: never on.
+    for leaky in ("requests_oauthlib", "oauthlib"):
+        logging.getLogger(leaky).setLevel(logging.WARNING)
     if level != "DEBUG":
         for noisy in ("waitress", "urllib3", "transitions"):
             logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -62,6 +62,14 @@ def _parse_delivery(body: bytes) -> Event:
         raise ValueError("numbers must be finite (NaN and Infinity are not JSON)") from None
     except (ValueError, RecursionError):
         raise ValueError("body is not JSON") from None
+    try:
+        # What is accepted is published as UTF-8 JSON: a lone surrogate (`"\ud800"` parses)
+        # would fail there, far from the request, and take the MQTT sender thread with it.
+        json.dumps(delivery, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ValueError("strings must be valid Unicode (no lone surrogates)") from None
+    except RecursionError:
+        raise ValueError("body is nested too deeply") from None
     if not isinstance(delivery, dict):
         raise ValueError("body must be a JSON object")
     event = delivery.get("event")
