@@ -18,7 +18,7 @@ from .minut.models import Event, MinutDataError, format_time, parse_device, pars
 from .mqtt.publisher import MqttOptions, MqttPublisher, tls_context
 from .mqtt.topics import Topics
 from .settings import Settings
-from .statefiles import webhook_secret
+from .statefiles import read_json, webhook_secret, write_json
 from .webhook import create_app
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ FIRST_RETRY_SECONDS = 5.0
 FIRST_POLL_WAITS_FOR_MQTT_SECONDS = 10.0
 ORPHAN_SWEEP_DELAY_SECONDS = 3.0
 """Time the broker gets to replay retained discovery configs before we judge what is orphaned."""
+PUBLISHED_EVENTS_FILE = "published_events.json"
 HA_BIRTH_DELAY_SECONDS = (0.5, 3.0)
 """Random pause before re-publishing after Home Assistant's birth, so bridges don't stampede."""
 
@@ -77,7 +78,9 @@ class Daemon:
             stale_after=settings.minut.stale_after,
             momentary_seconds=mqtt.momentary_seconds,
             on_change=on_change,
+            published_event_ids=self._remembered_event_ids(),
         )
+        self._event_ids_unsaved = False
         self._events: queue.Queue[Event | None] = queue.Queue()
         self._stop = threading.Event()
         self._first_poll_done = threading.Event()
@@ -136,6 +139,7 @@ class Daemon:
             self._webhook_server.stop()
         for thread in self._threads:
             thread.join(timeout=10)
+        self._save_event_ids()
         self.publisher.stop()
         log.info("minut2mqtt stopped")
 
@@ -194,6 +198,7 @@ class Daemon:
                     next_poll = time.monotonic() + self.settings.minut.poll_interval
                 self._first_poll_done.set()
             self._sweep_when_due()
+            self._save_event_ids()
             self.bridge.tick()
             self._stop.wait(max(0.0, min(1.0, next_poll - time.monotonic())))
 
@@ -227,6 +232,29 @@ class Daemon:
         delay: float = backoff * random.uniform(0.5, 1.0)
         return max(delay, error.retry_after or 0.0)
 
+    def _remembered_event_ids(self) -> list[str]:
+        """Ids published before a restart, so that a redelivery then is not published again."""
+        try:
+            content = read_json(self.settings.state_dir / PUBLISHED_EVENTS_FILE)
+        except OSError:
+            return []
+        ids = (content or {}).get("ids")
+        return [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
+
+    def _save_event_ids(self) -> None:
+        if not self._event_ids_unsaved:
+            return
+        self._event_ids_unsaved = False
+        try:
+            write_json(
+                self.settings.state_dir / PUBLISHED_EVENTS_FILE,
+                {"ids": self.bridge.published_event_ids()},
+            )
+        except OSError as error:
+            log.error(
+                "cannot save the ids of published events in %s: %s", self.settings.state_dir, error
+            )
+
     def _sweep_when_due(self) -> None:
         """Once per connection, after the broker replayed its retained configs and we polled."""
         due_at = self._sweep_due_at
@@ -245,6 +273,7 @@ class Daemon:
         while (event := self._events.get()) is not None:
             try:
                 self.bridge.apply_event(event)
+                self._event_ids_unsaved = True
             except Exception:
                 log.exception("could not process Minut event %s (%s)", event.id, event.type)
 

@@ -335,3 +335,18 @@ def test_configs_of_points_that_left_while_the_bridge_was_down_are_swept(
     assert not [topic for topic in left if "minut2mqtt_dev2" in topic]
     assert "homeassistant/sensor/minut2mqtt_dev1/temperature/config" in left
     assert foreign in left
+
+
+def test_an_event_redelivered_after_a_restart_is_not_published_again(start_daemon, recorder):
+    delivery = {
+        "event": {"id": "ev-42", "type": "pir_motion", "home_id": "home1", "device_id": "dev1"}
+    }
+    first = start_daemon()
+    assert requests.post(webhook_url(first), json=delivery, timeout=5).status_code == 202
+    recorder.wait_for_topic(DEV1_EVENT)
+    first.stop()
+    second = start_daemon(**{"mqtt.client_id": "after-restart"})
+    recorder.wait_for_topic(DEV1_STATE)
+    assert requests.post(webhook_url(second), json=delivery, timeout=5).status_code == 202
+    time.sleep(1)
+    assert len([m for m in recorder.messages if m.topic == DEV1_EVENT]) == 1
