@@ -15,6 +15,7 @@ from .bridge import Bridge
 from .http_server import BackgroundServer
 from .minut.client import MinutApiError, MinutAuthError, MinutClient, RequestBudget
 from .minut.models import Event, MinutDataError, format_time, parse_device, parse_home
+from .minut.webhooks import HookCredentials, ensure_webhook, stored_credentials
 from .mqtt.publisher import MqttOptions, MqttPublisher, tls_context
 from .mqtt.topics import Topics
 from .settings import Settings
@@ -81,6 +82,8 @@ class Daemon:
             published_event_ids=self._remembered_event_ids(),
         )
         self._event_ids_unsaved = False
+        self.hook: HookCredentials | None = None
+        self._hook_ensured = False
         self._events: queue.Queue[Event | None] = queue.Queue()
         self._stop = threading.Event()
         self._first_poll_done = threading.Event()
@@ -107,7 +110,17 @@ class Daemon:
             raise StartupError(
                 f"state_dir {self.settings.state_dir}: cannot be written ({error.strerror})"
             ) from None
-        app = create_app(secret, self._events.put, self.health)
+        self.webhook_path = f"/webhook/{secret}"
+        if webhook.public_url:
+            self.hook = stored_credentials(self.settings.state_dir)
+        app = create_app(
+            secret,
+            self._events.put,
+            self.health,
+            hook=lambda: self.hook,
+            signature_header=webhook.signature_header,
+            token_header=webhook.token_header,
+        )
         try:
             self._webhook_server = BackgroundServer(
                 app, webhook.host, webhook.port, ident="webhook-server"
@@ -118,7 +131,6 @@ class Daemon:
                 f"({error.strerror})"
             ) from None
         self.webhook_port = self._webhook_server.port
-        self.webhook_path = f"/webhook/{secret}"
         log.info(
             "webhook listener on http://%s:%d/webhook/<secret> (secret kept in %s)",
             self.settings.webhook.host,
@@ -191,6 +203,12 @@ class Daemon:
                 except MinutApiError as error:
                     failures += 1
                     next_poll = time.monotonic() + self._retry_delay(error, failures)
+                except Exception as error:  # a bug must not end polling for good
+                    log.exception("polling failed unexpectedly")
+                    failures += 1
+                    next_poll = time.monotonic() + self._retry_delay(
+                        MinutApiError(str(error)), failures
+                    )
                 else:
                     if failures:
                         log.info("Minut API answers again after %d failed polls", failures)
@@ -209,6 +227,7 @@ class Daemon:
 
     def _poll_and_apply(self) -> None:
         try:
+            self._ensure_webhook()
             raw_devices = self.minut.get_devices()
             raw_homes = self.minut.get_homes()
         except MinutApiError as error:
@@ -225,6 +244,15 @@ class Daemon:
         self.bridge.apply_poll(devices, homes)
         self.last_poll = datetime.now(UTC)
         self.last_poll_error = None
+
+    def _ensure_webhook(self) -> None:
+        """Once per run, before the first poll: our hook at Minut, with a secret we hold."""
+        public_url = self.settings.webhook.public_url
+        if public_url and not self._hook_ensured:
+            self.hook = ensure_webhook(
+                self.minut, f"{public_url}{self.webhook_path}", self.settings.state_dir
+            )
+            self._hook_ensured = True
 
     def _retry_delay(self, error: MinutApiError, failures: int) -> float:
         """Exponential backoff with jitter, never shorter than the API's Retry-After."""

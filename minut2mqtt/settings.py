@@ -161,6 +161,24 @@ class WebhookSettings(Section):
     secret: SecretStr | None = Field(
         None, description="path secret; generated once and kept in state_dir when null"
     )
+    public_url: str | None = Field(
+        None,
+        description="HTTPS address at which Minut reaches this listener; when set, the bridge "
+        "registers its webhook at Minut and verifies every delivery",
+    )
+    signature_header: str = Field(
+        "X-Minut-Signature", description="header with the HMAC-SHA256 (hex) of the body"
+    )
+    token_header: str = Field(
+        "X-Minut-Token", description="header with the token given at registration"
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with https:// (or http://), got {value!r}")
+        return value.rstrip("/") if value else None
 
 
 class Settings(BaseSettings):

@@ -12,6 +12,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from .minut.models import Event, MinutDataError, parse_event
+from .minut.webhooks import HookCredentials
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +23,16 @@ def create_app(
     secret: str,
     on_event: Callable[[Event], None],
     health: Callable[[], tuple[dict[str, Any], bool]],
+    *,
+    hook: Callable[[], HookCredentials | None] = lambda: None,
+    signature_header: str = "X-Minut-Signature",
+    token_header: str = "X-Minut-Token",
 ) -> Flask:
-    """`on_event` must return quickly (queue the event); `health` gives (document, healthy)."""
+    """`on_event` must return quickly (queue the event); `health` gives (document, healthy).
+
+    Once our hook is registered at Minut (`hook` gives its credentials), a delivery must also
+    carry the registration token and the HMAC of its raw body, or it is refused (401).
+    """
     app = Flask("minut2mqtt.webhook")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
 
@@ -32,8 +41,16 @@ def create_app(
         if not hmac.compare_digest(path_secret.encode(), secret.encode()):
             log.warning("webhook delivery with a wrong path secret rejected")
             return _json({"error": "not found"}, 404)
+        body = request.get_data(cache=False)
+        credentials = hook()
+        if credentials is not None and not (
+            credentials.token_valid(request.headers.get(token_header))
+            and credentials.signature_valid(body, request.headers.get(signature_header))
+        ):
+            log.warning("webhook delivery without a valid token and signature rejected")
+            return _json({"error": "delivery not authenticated"}, 401)
         try:
-            event = _parse_delivery(request.get_data(cache=False))
+            event = _parse_delivery(body)
         except ValueError as error:
             log.warning("webhook delivery rejected: %s", error)
             return _json({"error": str(error)}, 400)
