@@ -9,12 +9,21 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from .bridge import Bridge
 from .http_server import BackgroundServer
+from .minut.backfill import pull_home_events
 from .minut.client import MinutApiError, MinutAuthError, MinutClient, RequestBudget
-from .minut.models import Event, MinutDataError, format_time, parse_device, parse_home
+from .minut.models import (
+    Event,
+    MinutDataError,
+    format_time,
+    parse_device,
+    parse_home,
+    parse_time,
+)
 from .minut.webhooks import HookCredentials, ensure_webhook, stored_credentials
 from .mqtt.publisher import MqttOptions, MqttPublisher, tls_context
 from .mqtt.topics import Topics
@@ -30,6 +39,7 @@ FIRST_POLL_WAITS_FOR_MQTT_SECONDS = 10.0
 ORPHAN_SWEEP_DELAY_SECONDS = 3.0
 """Time the broker gets to replay retained discovery configs before we judge what is orphaned."""
 PUBLISHED_EVENTS_FILE = "published_events.json"
+CURSOR_FILE = "event_cursor.json"
 HA_BIRTH_DELAY_SECONDS = (0.5, 3.0)
 """Random pause before re-publishing after Home Assistant's birth, so bridges don't stampede."""
 
@@ -82,6 +92,9 @@ class Daemon:
             published_event_ids=self._remembered_event_ids(),
         )
         self._event_ids_unsaved = False
+        self._cursor: dict[str, str] = {}
+        """Per home, the time of the latest event published (ISO): where a backfill starts."""
+        self._backfill_due = True
         self.hook: HookCredentials | None = None
         self._hook_ensured = False
         self._events: queue.Queue[Event | None] = queue.Queue()
@@ -111,6 +124,11 @@ class Daemon:
                 f"state_dir {self.settings.state_dir}: cannot be written ({error.strerror})"
             ) from None
         self.webhook_path = f"/webhook/{secret}"
+        self._cursor = {
+            home: moment
+            for home, moment in (read_json(self._cursor_path) or {}).items()
+            if isinstance(moment, str)
+        }
         if webhook.public_url:
             self.hook = stored_credentials(self.settings.state_dir)
         app = create_app(
@@ -212,6 +230,7 @@ class Daemon:
                 else:
                     if failures:
                         log.info("Minut API answers again after %d failed polls", failures)
+                        self._backfill_due = True
                     failures = 0
                     next_poll = time.monotonic() + self.settings.minut.poll_interval
                 self._first_poll_done.set()
@@ -242,6 +261,8 @@ class Daemon:
         if counts != (len(self.bridge.devices), len(self.bridge.homes)):
             log.info("Minut account: %d Points in %d homes", *counts)
         self.bridge.apply_poll(devices, homes)
+        if self._backfill_due:
+            self._backfill()
         self.last_poll = datetime.now(UTC)
         self.last_poll_error = None
 
@@ -259,6 +280,40 @@ class Daemon:
         backoff = min(self.settings.minut.poll_interval, FIRST_RETRY_SECONDS * 2 ** (failures - 1))
         delay: float = backoff * random.uniform(0.5, 1.0)
         return max(delay, error.retry_after or 0.0)
+
+    def _backfill(self) -> None:
+        """Publish, in order, the events each home had while we were away (none seen twice)."""
+        now = format_time(datetime.now(UTC)) or ""
+        for home_id in list(self.bridge.homes):
+            since = parse_time(self._cursor.get(home_id))
+            if since is None:  # a home seen for the first time: its past is not news
+                self._cursor[home_id] = now
+                self._event_ids_unsaved = True
+                continue
+            missed = pull_home_events(self.minut, home_id, since)
+            for event in missed:
+                self.bridge.apply_event(event)
+                self._advance_cursor(event)
+            if missed:
+                log.info(
+                    "home %s: %d events since %s pulled to catch up",
+                    home_id,
+                    len(missed),
+                    self._cursor.get(home_id),
+                )
+        self._backfill_due = False
+
+    def _advance_cursor(self, event: Event) -> None:
+        self._event_ids_unsaved = True
+        if event.home_id is None or event.created_at is None:
+            return
+        known = parse_time(self._cursor.get(event.home_id))
+        if known is None or event.created_at > known:
+            self._cursor[event.home_id] = format_time(event.created_at) or ""
+
+    @property
+    def _cursor_path(self) -> Path:
+        return self.settings.state_dir / CURSOR_FILE
 
     def _remembered_event_ids(self) -> list[str]:
         """Ids published before a restart, so that a redelivery then is not published again."""
@@ -278,6 +333,8 @@ class Daemon:
                 self.settings.state_dir / PUBLISHED_EVENTS_FILE,
                 {"ids": self.bridge.published_event_ids()},
             )
+            if self._cursor:
+                write_json(self._cursor_path, dict(self._cursor))
         except OSError as error:
             log.error(
                 "cannot save the ids of published events in %s: %s", self.settings.state_dir, error
@@ -301,7 +358,7 @@ class Daemon:
         while (event := self._events.get()) is not None:
             try:
                 self.bridge.apply_event(event)
-                self._event_ids_unsaved = True
+                self._advance_cursor(event)
             except Exception:
                 log.exception("could not process Minut event %s (%s)", event.id, event.type)
 

@@ -350,3 +350,26 @@ def test_an_event_redelivered_after_a_restart_is_not_published_again(start_daemo
     assert requests.post(webhook_url(second), json=delivery, timeout=5).status_code == 202
     time.sleep(1)
     assert len([m for m in recorder.messages if m.topic == DEV1_EVENT]) == 1
+
+
+def test_events_missed_while_the_bridge_was_down_are_published_in_order_once(
+    start_daemon, recorder, account
+):
+    first = start_daemon()
+    seen_before = account.inject_event("short_button_press", home_id="home1", device_id="dev1")
+    recorder.wait_for_topic(DEV1_EVENT, payload_predicate=lambda p: seen_before["id"] in p.decode())
+    first.stop()
+    missed = [
+        account.inject_event("pir_motion", home_id="home1", device_id="dev1"),
+        account.inject_event("disturbance_first_notice", home_id="home1"),
+        account.inject_event("temperature_high", home_id="home1", device_id="dev1"),
+    ]
+    recorder.clear()
+    start_daemon(**{"mqtt.client_id": "after-outage"})
+    state_where(recorder, DEV1_STATE, lambda s: s["states"]["heat"] == "ON")
+    recorder.wait_for_topic("minut2mqtt/home/home1/event")
+    time.sleep(0.5)
+    device_events = [json.loads(m.payload) for m in recorder.messages if m.topic == DEV1_EVENT]
+    assert [e["id"] for e in device_events] == [missed[0]["id"], missed[2]["id"]]
+    home_event = json.loads(recorder.last("minut2mqtt/home/home1/event").payload)
+    assert (home_event["id"], home_event["type"]) == (missed[1]["id"], "disturbance_first_notice")
