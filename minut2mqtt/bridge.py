@@ -25,7 +25,6 @@ from .state import DeviceState, HomeState
 
 log = logging.getLogger(__name__)
 
-DEVICE_STATES_BY_KEY = {spec.key: spec for spec in DEVICE_STATES}
 STALENESS_CHECK_SECONDS = 30.0
 REMEMBERED_EVENT_IDS = 10_000
 ABANDONED_READING_AGE = timedelta(days=30)
@@ -292,10 +291,6 @@ class Bridge:
         """Ids of the latest published events, oldest first: what a restart must remember."""
         with self._lock:
             return list(self._published_event_ids)
-
-    def owned_retained_topics(self) -> set[str]:
-        with self._lock:
-            return set(self._retained)
 
 
 def _switch(states: dict[str, bool], spec: BinarySpec, event_type: str) -> bool:

@@ -7,10 +7,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from . import __version__
 from .settings import ConfigError, Settings, env_name, leaf_fields, load_settings, require
@@ -72,7 +71,7 @@ def run_daemon(settings: Settings) -> int:
     return 0
 
 
-def stop_on_signals(stop: Any) -> None:
+def stop_on_signals(stop: Callable[[], None]) -> None:
     def handle(signum: int, frame: FrameType | None) -> None:
         log.info("received %s: shutting down", signal.Signals(signum).name)
         stop()

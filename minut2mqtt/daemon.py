@@ -91,7 +91,7 @@ class Daemon:
             on_change=on_change,
             published_event_ids=self._remembered_event_ids(),
         )
-        self._event_ids_unsaved = False
+        self._event_state_unsaved = False
         self._cursor: dict[str, str] = {}
         """Per home, the time of the latest event published (ISO): where a backfill starts."""
         self._backfill_due = True
@@ -169,7 +169,7 @@ class Daemon:
             self._webhook_server.stop()
         for thread in self._threads:
             thread.join(timeout=10)
-        self._save_event_ids()
+        self._save_event_state()
         self.publisher.stop()
         log.info("minut2mqtt stopped")
 
@@ -235,7 +235,7 @@ class Daemon:
                     next_poll = time.monotonic() + self.settings.minut.poll_interval
                 self._first_poll_done.set()
             self._sweep_when_due()
-            self._save_event_ids()
+            self._save_event_state()
             self.bridge.tick()
             self._stop.wait(max(0.0, min(1.0, next_poll - time.monotonic())))
 
@@ -288,7 +288,7 @@ class Daemon:
             since = parse_time(self._cursor.get(home_id))
             if since is None:  # a home seen for the first time: its past is not news
                 self._cursor[home_id] = now
-                self._event_ids_unsaved = True
+                self._event_state_unsaved = True
                 continue
             missed = pull_home_events(self.minut, home_id, since)
             for event in missed:
@@ -304,7 +304,7 @@ class Daemon:
         self._backfill_due = False
 
     def _advance_cursor(self, event: Event) -> None:
-        self._event_ids_unsaved = True
+        self._event_state_unsaved = True
         if event.home_id is None or event.created_at is None:
             return
         known = parse_time(self._cursor.get(event.home_id))
@@ -324,10 +324,10 @@ class Daemon:
         ids = (content or {}).get("ids")
         return [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
 
-    def _save_event_ids(self) -> None:
-        if not self._event_ids_unsaved:
+    def _save_event_state(self) -> None:
+        if not self._event_state_unsaved:
             return
-        self._event_ids_unsaved = False
+        self._event_state_unsaved = False
         try:
             write_json(
                 self.settings.state_dir / PUBLISHED_EVENTS_FILE,

@@ -16,13 +16,13 @@ from typing import Any
 from .cli import configure_logging, stop_on_signals
 from .daemon import Daemon
 from .embedded_broker import EmbeddedBroker, EmbeddedBrokerError, first_free_port
+from .http_server import WILDCARD_HOSTS
 from .settings import Settings, load_settings
 from .simulator import SimulatedAccount, SimulatorServer, demo_account
 
 log = logging.getLogger("minut2mqtt.demo")
 
 EVENT_EVERY_SECONDS = (4.0, 10.0)
-WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 
 
 def run_demo(overrides: Mapping[str, Any], duration: float | None = None) -> int:

@@ -7,9 +7,6 @@ derived from these rows. Adding a reading or a binary state is one row here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-Scope = Literal["device", "home"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +33,6 @@ class BinarySpec:
 
     key: str
     name: str
-    scope: Scope
     device_class: str | None
     on_events: frozenset[str]
     off_events: frozenset[str] = frozenset()
@@ -91,46 +87,46 @@ def _events(*names: str) -> frozenset[str]:
 
 DEVICE_STATES: tuple[BinarySpec, ...] = (
     BinarySpec(
-        "heat", "Heat", "device", "heat",
+        "heat", "Heat", "heat",
         _events("temperature_high"), _events("temperature_dropped_normal"),
     ),
     BinarySpec(
-        "cold", "Cold", "device", "cold",
+        "cold", "Cold", "cold",
         _events("temperature_low"), _events("temperature_risen_normal"),
     ),
     BinarySpec(
-        "moisture", "Humidity high", "device", "moisture",
+        "moisture", "Humidity high", "moisture",
         _events("humidity_high"), _events("humidity_dropped_normal"),
     ),
     BinarySpec(
-        "dry", "Humidity low", "device", "problem",
+        "dry", "Humidity low", "problem",
         _events("humidity_low"), _events("humidity_risen_normal"),
     ),
     BinarySpec(
-        "loud_sound", "Loud sound", "device", "sound",
+        "loud_sound", "Loud sound", "sound",
         _events("avg_sound_high"), _events("sound_level_dropped_normal"),
     ),
     BinarySpec(
-        "alarm_heard", "Alarm heard", "device", "smoke",
+        "alarm_heard", "Alarm heard", "smoke",
         _events("alarm_heard"), _events("alarm_silenced"),
     ),
     BinarySpec(
-        "tamper", "Tamper", "device", "tamper",
+        "tamper", "Tamper", "tamper",
         _events("tamper_removed", "tamper"), _events("tamper_mounted"),
     ),
     BinarySpec(
-        "battery_low", "Battery low", "device", "battery",
+        "battery_low", "Battery low", "battery",
         _events("battery_low", "battery_empty"), diagnostic=True,
     ),
     BinarySpec(
-        "button", "Button", "device", None, _events("short_button_press"), momentary=True,
+        "button", "Button", None, _events("short_button_press"), momentary=True,
     ),
     BinarySpec(
-        "glass_break", "Glass break", "device", "safety", _events("glassbreak"), momentary=True,
+        "glass_break", "Glass break", "safety", _events("glassbreak"), momentary=True,
     ),
-    BinarySpec("motion", "Motion", "device", "motion", _events("pir_motion"), momentary=True),
+    BinarySpec("motion", "Motion", "motion", _events("pir_motion"), momentary=True),
     BinarySpec(
-        "connectivity", "Connectivity", "device", "connectivity",
+        "connectivity", "Connectivity", "connectivity",
         _events("device_online"), _events("device_offline"), diagnostic=True,
         corrected_by_poll=False,
     ),
@@ -142,7 +138,7 @@ BATTERY_LOW_PERCENT = 10.0
 
 HOME_STATES: tuple[BinarySpec, ...] = (
     BinarySpec(
-        "disturbance", "Noise disturbance", "home", "sound",
+        "disturbance", "Noise disturbance", "sound",
         _events("disturbance_first_notice", "disturbance_second_notice",
                 "disturbance_third_notice"),
         _events("disturbance_ended", "disturbance_dismissed"),

@@ -10,6 +10,8 @@ from waitress import wasyncore
 from waitress.server import BaseWSGIServer, create_server
 
 LOOP_WAKE_SECONDS = 0.5
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+"""Hosts that mean "every interface": reach such a listener at 127.0.0.1 from this machine."""
 
 
 class BackgroundServer:

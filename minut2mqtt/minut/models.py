@@ -26,7 +26,6 @@ class Device:
     name: str
     hardware_version: int | None = None
     firmware: str | None = None
-    mac: str | None = None
     offline: bool = False
     battery_percent: float | None = None
     battery_voltage: float | None = None
@@ -87,7 +86,6 @@ def parse_device(raw: Mapping[str, Any]) -> Device:
         name=_optional_str(raw.get("description")) or f"Point {device_id[-6:]}",
         hardware_version=_optional_int(raw.get("hardware_version")),
         firmware=_optional_str(firmware.get("installed")),
-        mac=_optional_str(raw.get("device_mac")),
         offline=raw.get("offline") is True,
         battery_percent=_optional_float(battery.get("percent")),
         battery_voltage=_optional_float(battery.get("voltage")),

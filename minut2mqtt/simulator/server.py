@@ -3,12 +3,11 @@
 from types import TracebackType
 from typing import Self
 
-from ..http_server import BackgroundServer
+from ..http_server import WILDCARD_HOSTS, BackgroundServer
 from .account import API_PREFIX, SimulatedAccount
 from .app import create_app
 
 SERVER_THREADS = 8
-WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 
 
 class SimulatorServer:
