@@ -10,7 +10,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from .minut.client import MinutApiError, MinutClient, RequestBudget
+from .minut.client import MinutApiError, MinutClient
 from .mqtt.publisher import tls_context
 from .settings import Settings
 
@@ -86,13 +86,7 @@ def check_minut(settings: Settings, timeout: float) -> str:
     minut = settings.minut
     if not minut.client_id or not minut.client_secret.get_secret_value():
         raise CheckFailed("minut.client_id and minut.client_secret are required")
-    client = MinutClient(
-        minut.api_url,
-        minut.client_id,
-        minut.client_secret.get_secret_value(),
-        timeout=timeout,
-        budget=RequestBudget(per_minute=minut.requests_per_minute),
-    )
+    client = MinutClient.from_settings(minut, timeout=timeout)
     try:
         homes = client.get_homes()
         devices = client.get_devices()

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from .bridge import Bridge
 from .http_server import BackgroundServer
 from .minut.backfill import pull_home_events
-from .minut.client import MinutApiError, MinutAuthError, MinutClient, RequestBudget
+from .minut.client import MinutApiError, MinutAuthError, MinutClient
 from .minut.models import (
     Event,
     MinutDataError,
@@ -57,13 +57,7 @@ class Daemon:
     ):
         self.settings = settings
         self.topics = Topics(settings.mqtt.base_topic, settings.mqtt.discovery_prefix)
-        self.minut = MinutClient(
-            settings.minut.api_url,
-            settings.minut.client_id,
-            settings.minut.client_secret.get_secret_value(),
-            timeout=settings.minut.request_timeout,
-            budget=RequestBudget(per_minute=settings.minut.requests_per_minute),
-        )
+        self.minut = MinutClient.from_settings(settings.minut)
         mqtt = settings.mqtt
         self.publisher = MqttPublisher(
             MqttOptions(

@@ -16,6 +16,8 @@ from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error
 from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session
 
+from ..settings import MinutSettings
+
 log = logging.getLogger(__name__)
 
 TOKEN_RENEW_MARGIN = 120.0
@@ -106,6 +108,16 @@ class MinutClient:
             # oauthlib refuses tokens over plain HTTP; only the local simulator is served that way.
             log.info("Minut API at %s is plain HTTP: use that only for the simulator", api_url)
             os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
+
+    @classmethod
+    def from_settings(cls, minut: MinutSettings, timeout: float | None = None) -> MinutClient:
+        return cls(
+            minut.api_url,
+            minut.client_id,
+            minut.client_secret.get_secret_value(),
+            timeout=minut.request_timeout if timeout is None else timeout,
+            budget=RequestBudget(per_minute=minut.requests_per_minute),
+        )
 
     @property
     def token_url(self) -> str:
