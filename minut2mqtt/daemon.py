@@ -185,7 +185,7 @@ class Daemon:
             "minut": {
                 "last_poll": format_time(self.last_poll),
                 "last_error": self.last_poll_error,
-                "requests_last_minute": self.minut.budget.used_last_minute(),
+                "requests_last_minute": self.minut.scheduler.used_last_minute(),
             },
             "devices": len(self.bridge.devices),
             "homes": len(self.bridge.homes),

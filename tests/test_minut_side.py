@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from conftest import CLIENT_ID, CLIENT_SECRET
 
 from minut2mqtt.daemon import Daemon
-from minut2mqtt.minut.client import MinutApiError, MinutAuthError, MinutClient, RequestBudget
+from minut2mqtt.minut.client import MinutApiError, MinutAuthError, MinutClient
 from minut2mqtt.minut.models import MinutDataError, parse_device, parse_event, parse_home
+from minut2mqtt.minut.scheduler import Priority, RequestScheduler
 from minut2mqtt.settings import load_settings
 
 
@@ -85,15 +89,63 @@ class FakeTime:
 
 def test_budget_never_exceeds_its_minute_or_second_limits():
     fake = FakeTime()
-    budget = RequestBudget(per_minute=10, per_second=5, clock=fake.clock, sleep=fake.sleep)
+    scheduler = RequestScheduler(per_minute=10, per_second=5, clock=fake.clock, sleep=fake.sleep)
     sent_at = []
     for _ in range(25):
-        budget.acquire()
+        scheduler.acquire()
         sent_at.append(fake.now)
     for index, moment in enumerate(sent_at):
         assert sum(1 for other in sent_at if moment - 60 < other <= moment) <= 10
         assert sum(1 for other in sent_at if moment - 1 < other <= moment) <= 5, index
     assert sent_at[-1] >= 120  # 25 requests at 10 a minute need two full minutes of waiting
+
+
+def test_waiting_requests_go_by_priority_then_in_order():
+    scheduler = RequestScheduler(per_minute=100)
+    scheduler.pause(0.5)  # as after a 429: every request must queue until then
+    admitted: list[str] = []
+
+    def request(name: str, priority: Priority) -> None:
+        scheduler.acquire(priority)
+        admitted.append(name)
+
+    queued = [
+        ("poll", Priority.POLL),
+        ("another poll", Priority.POLL),
+        ("events", Priority.EVENTS),
+        ("token", Priority.TOKEN),
+    ]
+    threads = []
+    for name, priority in queued:
+        thread = threading.Thread(target=request, args=(name, priority))
+        thread.start()
+        threads.append(thread)
+        while scheduler.waiting() < len(threads):
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join(timeout=10)
+    assert admitted == ["token", "events", "poll", "another poll"]
+
+
+def test_a_429_pauses_every_request_for_its_retry_after():
+    fake = FakeTime()
+    scheduler = RequestScheduler(per_minute=100, clock=fake.clock, sleep=fake.sleep)
+    scheduler.acquire()
+    scheduler.pause(42)
+    scheduler.acquire(Priority.TOKEN)
+    assert fake.now >= 42
+    assert scheduler.rate_limited == 1
+
+
+def test_after_a_429_the_client_waits_for_retry_after_before_its_next_request(simulator, account):
+    client = MinutClient(simulator.base_url, CLIENT_ID, CLIENT_SECRET)
+    account.fail_next(1, status=429, retry_after=1, paths="/devices")
+    with pytest.raises(MinutApiError):
+        client.get_devices()
+    refused_at = time.monotonic()
+    client.get_homes()
+    assert time.monotonic() - refused_at >= 0.9
+    assert client.scheduler.rate_limited == 1
 
 
 def test_wrong_credentials_are_an_auth_error(simulator):

@@ -1,4 +1,4 @@
-"""The Minut API client: OAuth2 client-credentials session, request budget, typed errors."""
+"""The Minut API client: OAuth2 client-credentials session, typed errors; requests scheduled."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +16,7 @@ from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session
 
 from ..settings import MinutSettings
+from .scheduler import Priority, RequestScheduler
 
 log = logging.getLogger(__name__)
 
@@ -37,51 +37,8 @@ class MinutAuthError(MinutApiError):
     """The token endpoint refused our credentials: nothing works until the user fixes them."""
 
 
-class RequestBudget:
-    """Spends at most `per_minute` requests in any 60 s and `per_second` in any 1 s, by waiting."""
-
-    def __init__(
-        self,
-        per_minute: int,
-        per_second: int = 5,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ):
-        self._windows = ((60.0, per_minute), (1.0, per_second))
-        self._sent: deque[float] = deque()
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.Lock()
-
-    def acquire(self) -> None:
-        with self._lock:
-            while (wait := self._wait_needed()) > 0:
-                self._sleep(wait)
-            self._sent.append(self._clock())
-
-    def used_last_minute(self) -> int:
-        with self._lock:
-            self._forget_old()
-            return len(self._sent)
-
-    def _wait_needed(self) -> float:
-        now = self._forget_old()
-        wait = 0.0
-        for window, limit in self._windows:
-            in_window = [sent for sent in self._sent if sent > now - window]
-            if len(in_window) >= limit:
-                wait = max(wait, in_window[-limit] + window - now)
-        return wait
-
-    def _forget_old(self) -> float:
-        now = self._clock()
-        while self._sent and self._sent[0] <= now - 60.0:
-            self._sent.popleft()
-        return now
-
-
 class MinutClient:
-    """One authenticated session to the Minut API; every call goes through the request budget."""
+    """One authenticated session to the Minut API; every call waits for its turn to be sent."""
 
     def __init__(
         self,
@@ -90,14 +47,14 @@ class MinutClient:
         client_secret: str,
         *,
         timeout: float = 20.0,
-        budget: RequestBudget | None = None,
+        scheduler: RequestScheduler | None = None,
         clock: Callable[[], float] = time.time,
     ):
         self.api_url = api_url.rstrip("/")
         self._client_id = client_id
         self._client_secret = client_secret
         self._timeout = timeout
-        self.budget = budget or RequestBudget(per_minute=100)
+        self.scheduler = scheduler or RequestScheduler(per_minute=100)
         self._clock = clock
         self._token_lock = threading.Lock()
         self._oauth = OAuth2Session(client=BackendApplicationClient(client_id=client_id))
@@ -116,7 +73,7 @@ class MinutClient:
             minut.client_id,
             minut.client_secret.get_secret_value(),
             timeout=minut.request_timeout if timeout is None else timeout,
-            budget=RequestBudget(per_minute=minut.requests_per_minute),
+            scheduler=RequestScheduler(per_minute=minut.requests_per_minute),
         )
 
     @property
@@ -129,15 +86,21 @@ class MinutClient:
     def get_homes(self) -> list[dict[str, Any]]:
         return _list_of_objects(self.request("GET", "/homes"), "homes")
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def request(
+        self, method: str, path: str, *, priority: Priority = Priority.POLL, **kwargs: Any
+    ) -> Any:
         """JSON answer of one API call; renews the token when it is due or refused once."""
         token = self._current_token()
-        response = self._send(method, path, token, **kwargs)
+        response = self._send(method, path, token, priority, **kwargs)
         if response.status_code == 401:
             log.info("Minut API refused the access token; requesting a new one")
-            response = self._send(method, path, self._renewed_token(refused=token), **kwargs)
+            token = self._renewed_token(refused=token)
+            response = self._send(method, path, token, priority, **kwargs)
         if response.status_code >= 400:
-            raise _error_from(response, f"{method} {path}")
+            error = _error_from(response, f"{method} {path}")
+            if response.status_code == 429:
+                self.scheduler.pause(error.retry_after)
+            raise error
         if not response.content:
             return None
         try:
@@ -147,8 +110,10 @@ class MinutClient:
                 f"{method} {path}: answer is not JSON", response.status_code
             ) from None
 
-    def _send(self, method: str, path: str, token: str, **kwargs: Any) -> requests.Response:
-        self.budget.acquire()
+    def _send(
+        self, method: str, path: str, token: str, priority: Priority, **kwargs: Any
+    ) -> requests.Response:
+        self.scheduler.acquire(priority)
         headers = {**kwargs.pop("headers", {}), "Authorization": f"Bearer {token}"}
         try:
             return self._http.request(
@@ -171,7 +136,7 @@ class MinutClient:
 
     def _fetch_token(self) -> str:
         """A new access token from the token endpoint (the caller holds the token lock)."""
-        self.budget.acquire()
+        self.scheduler.acquire(Priority.TOKEN)
         try:
             token = self._oauth.fetch_token(
                 token_url=self.token_url,
