@@ -17,7 +17,7 @@ from typing import Any
 
 from .entities import BATTERY_LOW_PERCENT, DEVICE_STATES, HOME_EVENT_TYPES, HOME_STATES, BinarySpec
 from .minut.models import Device, Event, Home, Reading
-from .mqtt.discovery import DiscoveryContext, device_configs, home_configs
+from .mqtt.discovery import DiscoveryContext, bridge_configs, device_configs, home_configs
 from .mqtt.payloads import OFFLINE, ONLINE, device_document, event_document, home_document
 from .mqtt.publisher import Publisher
 from .mqtt.topics import Topics
@@ -64,6 +64,8 @@ class Bridge:
             (event_id, None) for event_id in list(published_event_ids)[-REMEMBERED_EVENT_IDS:]
         )
         """Ids of the latest events published: a repeated delivery is not published twice."""
+        self.events_forwarded = 0
+        self._status: Mapping[str, Any] | None = None
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -93,6 +95,7 @@ class Bridge:
                 event_document(event), default=str, ensure_ascii=False, allow_nan=False
             )
             self._published_event_ids[event.id] = None
+            self.events_forwarded += 1
             if len(self._published_event_ids) > REMEMBERED_EVENT_IDS:
                 self._published_event_ids.popitem(last=False)
             device_known = event.device_id is not None and event.device_id in self.devices
@@ -132,6 +135,12 @@ class Bridge:
             if changed or now >= self._next_staleness_check:
                 self._next_staleness_check = now + STALENESS_CHECK_SECONDS
                 self._publish_states()
+
+    def set_status(self, status: Mapping[str, Any]) -> None:
+        """The bridge's own status document (Minut connection, counters), retained."""
+        with self._lock:
+            self._status = status
+            self._retain(self.topics.bridge_state, status, force=False)
 
     def republish(self) -> None:
         """Send every discovery config, availability and state again (broker or HA restarted)."""
@@ -236,6 +245,10 @@ class Bridge:
     # -- output -------------------------------------------------------------------------------
 
     def _publish_everything(self, *, force: bool) -> None:
+        for topic, config in bridge_configs(self._discovery).items():
+            self._retain(topic, config, force=force)
+        if self._status is not None:
+            self._retain(self.topics.bridge_state, self._status, force=force)
         for home_state in self.homes.values():
             for topic, config in home_configs(self._discovery, home_state.home).items():
                 self._retain(topic, config, force=force)
@@ -286,6 +299,10 @@ class Bridge:
             self._on_change(what, subject)
 
     # -- queries ------------------------------------------------------------------------------
+
+    def has_published(self, event_id: str) -> bool:
+        with self._lock:
+            return event_id in self._published_event_ids
 
     def published_event_ids(self) -> list[str]:
         """Ids of the latest published events, oldest first: what a restart must remember."""

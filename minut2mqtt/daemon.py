@@ -8,13 +8,15 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import __version__
 from .bridge import Bridge
+from .entities import MINUT_CONNECTED
 from .http_server import BackgroundServer
-from .minut.backfill import pull_home_events
+from .minut.backfill import EventPuller
 from .minut.client import MinutApiError, MinutAuthError, MinutClient
 from .minut.models import (
     Event,
@@ -42,6 +44,10 @@ PUBLISHED_EVENTS_FILE = "published_events.json"
 CURSOR_FILE = "event_cursor.json"
 HA_BIRTH_DELAY_SECONDS = (0.5, 3.0)
 """Random pause before re-publishing after Home Assistant's birth, so bridges don't stampede."""
+STATUS_EVERY_SECONDS = 10.0
+"""How often the bridge's status document is refreshed (when something in it changed)."""
+PULL_OVERLAP = timedelta(minutes=10)
+"""A pull starts this long before the previous one: an event can reach the history late."""
 
 
 class StartupError(Exception):
@@ -85,10 +91,17 @@ class Daemon:
             on_change=on_change,
             published_event_ids=self._remembered_event_ids(),
         )
+        self.puller = EventPuller(self.minut)
         self._event_state_unsaved = False
+        self._event_state_lock = threading.Lock()
         self._cursor: dict[str, str] = {}
-        """Per home, the time of the latest event published (ISO): where a backfill starts."""
-        self._backfill_due = True
+        """Per home, the time up to which its events are known (ISO): where a pull starts."""
+        self._cursor_lock = threading.Lock()
+        self._catch_up_due = threading.Event()
+        """Set when missed events must be pulled: at startup, after an outage, after silence."""
+        self._catch_up_due.set()
+        self._last_pull_at = time.monotonic()
+        self._poll_now = threading.Event()
         self.hook: HookCredentials | None = None
         self._hook_ensured = False
         self._events: queue.Queue[Event | None] = queue.Queue()
@@ -100,6 +113,11 @@ class Daemon:
         self._webhook_server: BackgroundServer | None = None
         self.last_poll: datetime | None = None
         self.last_poll_error: str | None = None
+        self.last_webhook_at: datetime | None = None
+        self._last_webhook_monotonic = 0.0
+        self.minut_status = "starting"
+        """`connected`, or why not: `unauthorized`, `rate_limited`, `unreachable`."""
+        self.api_errors = 0
         self.webhook_port: int | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -127,7 +145,7 @@ class Daemon:
             self.hook = stored_credentials(self.settings.state_dir)
         app = create_app(
             secret,
-            self._events.put,
+            self._on_webhook_event,
             self.health,
             hook=lambda: self.hook,
             signature_header=webhook.signature_header,
@@ -153,10 +171,12 @@ class Daemon:
         self._webhook_server.start()
         self._spawn("event-worker", self._process_events)
         self._spawn("poller", self._poll_loop)
+        self._spawn("event-puller", self._pull_loop)
 
     def stop(self) -> None:
         """Stop polling and listening, then tell MQTT we are offline."""
         self._stop.set()
+        self._poll_now.set()
         self._first_poll_done.set()
         self._events.put(None)
         if self._webhook_server is not None:
@@ -172,21 +192,30 @@ class Daemon:
 
     def request_stop(self) -> None:
         self._stop.set()
+        self._poll_now.set()
+
+    def request_poll(self) -> None:
+        """Poll now rather than at the next interval (an account was just connected)."""
+        self._poll_now.set()
 
     def health(self) -> tuple[dict[str, Any], bool]:
         connected = self.publisher.connected
         document = {
-            "status": "ok" if connected and self.last_poll_error is None else "degraded",
+            "status": "ok" if connected and self.minut_status == MINUT_CONNECTED else "degraded",
             "mqtt": {
                 "connected": connected,
                 "reconnects": self.publisher.reconnects,
                 "queued": self.publisher.queue_depth,
             },
             "minut": {
+                "status": self.minut_status,
                 "last_poll": format_time(self.last_poll),
+                "last_webhook": format_time(self.last_webhook_at),
                 "last_error": self.last_poll_error,
+                "api_errors": self.api_errors,
                 "requests_last_minute": self.minut.scheduler.used_last_minute(),
             },
+            "events_forwarded": self.bridge.events_forwarded,
             "devices": len(self.bridge.devices),
             "homes": len(self.bridge.homes),
         }
@@ -208,7 +237,11 @@ class Daemon:
                 return
         failures = 0
         next_poll = time.monotonic()
+        next_status = 0.0
         while not self._stop.is_set():
+            if self._poll_now.is_set():
+                self._poll_now.clear()
+                next_poll = time.monotonic()
             if time.monotonic() >= next_poll:
                 try:
                     self.poll_once()
@@ -222,16 +255,19 @@ class Daemon:
                         MinutApiError(str(error)), failures
                     )
                 else:
-                    if failures:
-                        log.info("Minut API answers again after %d failed polls", failures)
-                        self._backfill_due = True
+                    if failures:  # events may have happened that no webhook could tell us
+                        self._catch_up_due.set()
                     failures = 0
                     next_poll = time.monotonic() + self.settings.minut.poll_interval
                 self._first_poll_done.set()
+                next_status = 0.0
+            if time.monotonic() >= next_status:
+                self.bridge.set_status(self.status_document())
+                next_status = time.monotonic() + STATUS_EVERY_SECONDS
             self._sweep_when_due()
             self._save_event_state()
             self.bridge.tick()
-            self._stop.wait(max(0.0, min(1.0, next_poll - time.monotonic())))
+            self._poll_now.wait(max(0.0, min(1.0, next_poll - time.monotonic())))
 
     def poll_once(self) -> None:
         """One `GET /devices` and one `GET /homes`, whatever the number of devices."""
@@ -244,21 +280,47 @@ class Daemon:
             raw_devices = self.minut.get_devices()
             raw_homes = self.minut.get_homes()
         except MinutApiError as error:
-            if str(error) != self.last_poll_error:
-                level = logging.ERROR if isinstance(error, MinutAuthError) else logging.WARNING
-                log.log(level, "polling Minut failed: %s", error)
             self.last_poll_error = str(error)
+            self._note_api_result("polling", error)
             raise
+        self._note_api_result("polling", None)
         devices = _parse_all(raw_devices, parse_device)
         homes = _parse_all(raw_homes, parse_home)
         counts = (len(devices), len(homes))
         if counts != (len(self.bridge.devices), len(self.bridge.homes)):
             log.info("Minut account: %d Points in %d homes", *counts)
         self.bridge.apply_poll(devices, homes)
-        if self._backfill_due:
-            self._backfill()
         self.last_poll = datetime.now(UTC)
         self.last_poll_error = None
+
+    def _note_api_result(self, what: str, error: MinutApiError | None) -> None:
+        """Track the Minut connection; log when it changes, not on every retry."""
+        status = MINUT_CONNECTED if error is None else _status_of(error)
+        if error is not None:
+            self.api_errors += 1
+        if status == self.minut_status:
+            return
+        previous, self.minut_status = self.minut_status, status
+        self.bridge.set_status(self.status_document())
+        if error is None:
+            if previous != "starting":
+                log.info("Minut API answers again")
+        elif isinstance(error, MinutAuthError):
+            log.error("%s Minut failed: %s", what, error)
+        else:
+            log.warning("%s Minut failed: %s; retrying with backoff", what, error)
+
+    def status_document(self) -> dict[str, Any]:
+        """The bridge's own state, retained on its status topic (diagnostic entities read it)."""
+        return {
+            "minut": self.minut_status,
+            "error": self.last_poll_error,
+            "last_poll": format_time(self.last_poll),
+            "last_webhook": format_time(self.last_webhook_at),
+            "api_errors": self.api_errors,
+            "events_forwarded": self.bridge.events_forwarded,
+            "version": __version__,
+        }
 
     def _ensure_webhook(self) -> None:
         """Once per run, before the first poll: our hook at Minut, with a secret we hold."""
@@ -275,35 +337,75 @@ class Daemon:
         delay: float = backoff * random.uniform(0.5, 1.0)
         return max(delay, error.retry_after or 0.0)
 
-    def _backfill(self) -> None:
-        """Publish, in order, the events each home had while we were away (none seen twice)."""
-        now = format_time(datetime.now(UTC)) or ""
-        for home_id in list(self.bridge.homes):
-            since = parse_time(self._cursor.get(home_id))
-            if since is None:  # a home seen for the first time: its past is not news
-                self._cursor[home_id] = now
-                self._event_state_unsaved = True
+    def _pull_loop(self) -> None:
+        """Pull missed events when due, with backoff; the event worker publishes them."""
+        while not self._first_poll_done.wait(0.5):  # the homes must be known first
+            if self._stop.is_set():
+                return
+        failures = 0
+        next_try = 0.0
+        while not self._stop.wait(1.0 if failures or not self._catch_up_due.is_set() else 0):
+            self._note_webhook_silence()
+            if not self._catch_up_due.is_set() or time.monotonic() < next_try:
                 continue
-            missed = pull_home_events(self.minut, home_id, since)
-            for event in missed:
-                self.bridge.apply_event(event)
-                self._advance_cursor(event)
-            if missed:
-                log.info(
-                    "home %s: %d events since %s pulled to catch up",
-                    home_id,
-                    len(missed),
-                    self._cursor.get(home_id),
-                )
-        self._backfill_due = False
+            try:
+                self._catch_up()
+            except MinutApiError as error:
+                self._note_api_result("pulling events from", error)
+                self._catch_up_due.set()
+                failures += 1
+                next_try = time.monotonic() + self._retry_delay(error, failures)
+            except Exception:
+                log.exception("pulling missed events failed unexpectedly")
+                self._catch_up_due.set()
+                failures += 1
+                next_try = time.monotonic() + self._retry_delay(MinutApiError(""), failures)
+            else:
+                failures = 0
+
+    def _note_webhook_silence(self) -> None:
+        silence = self.settings.minut.pull_events_after_silence
+        heard_at = max(self._last_webhook_monotonic, self._last_pull_at)
+        if silence and time.monotonic() - heard_at > silence and not self._catch_up_due.is_set():
+            log.debug("no webhook delivery for %.0f s: pulling the homes' events", silence)
+            self._catch_up_due.set()
+
+    def _catch_up(self) -> None:
+        """Queue, oldest first, the events each home had that were not published."""
+        self._catch_up_due.clear()  # a reason arising during this pull makes another one
+        started = datetime.now(UTC)
+        since_by_home: dict[str, datetime] = {}
+        with self._cursor_lock:
+            for home_id in list(self.bridge.homes):
+                since = parse_time(self._cursor.get(home_id))
+                if since is None:  # a home seen for the first time: its past is not news
+                    self._cursor[home_id] = format_time(started) or ""
+                    self._event_state_unsaved = True
+                else:
+                    since_by_home[home_id] = since
+        missed = self.puller.pull(since_by_home)
+        self._note_api_result("pulling events from", None)
+        self._last_pull_at = time.monotonic()
+        new = [event for event in missed if not self.bridge.has_published(event.id)]
+        for event in missed:
+            self._events.put(event)
+        with self._cursor_lock:
+            known_up_to = format_time(started - PULL_OVERLAP) or ""
+            for home_id, since in since_by_home.items():
+                if since < started - PULL_OVERLAP:
+                    self._cursor[home_id] = max(self._cursor.get(home_id, ""), known_up_to)
+                    self._event_state_unsaved = True
+        if new:
+            log.info("%d events pulled from Minut that no webhook had delivered", len(new))
 
     def _advance_cursor(self, event: Event) -> None:
         self._event_state_unsaved = True
         if event.home_id is None or event.created_at is None:
             return
-        known = parse_time(self._cursor.get(event.home_id))
-        if known is None or event.created_at > known:
-            self._cursor[event.home_id] = format_time(event.created_at) or ""
+        with self._cursor_lock:
+            known = parse_time(self._cursor.get(event.home_id))
+            if known is None or event.created_at > known:
+                self._cursor[event.home_id] = format_time(event.created_at) or ""
 
     @property
     def _cursor_path(self) -> Path:
@@ -319,20 +421,25 @@ class Daemon:
         return [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
 
     def _save_event_state(self) -> None:
-        if not self._event_state_unsaved:
-            return
-        self._event_state_unsaved = False
-        try:
-            write_json(
-                self.settings.state_dir / PUBLISHED_EVENTS_FILE,
-                {"ids": self.bridge.published_event_ids()},
-            )
-            if self._cursor:
-                write_json(self._cursor_path, dict(self._cursor))
-        except OSError as error:
-            log.error(
-                "cannot save the ids of published events in %s: %s", self.settings.state_dir, error
-            )
+        with self._event_state_lock:
+            if not self._event_state_unsaved:
+                return
+            self._event_state_unsaved = False
+            with self._cursor_lock:
+                cursor = dict(self._cursor)
+            try:
+                write_json(
+                    self.settings.state_dir / PUBLISHED_EVENTS_FILE,
+                    {"ids": self.bridge.published_event_ids()},
+                )
+                if cursor:
+                    write_json(self._cursor_path, cursor)
+            except OSError as error:
+                log.error(
+                    "cannot save the ids of published events in %s: %s",
+                    self.settings.state_dir,
+                    error,
+                )
 
     def _sweep_when_due(self) -> None:
         """Once per connection, after the broker replayed its retained configs and we polled."""
@@ -355,11 +462,20 @@ class Daemon:
                 self._advance_cursor(event)
             except Exception:
                 log.exception("could not process Minut event %s (%s)", event.id, event.type)
+            if self._events.empty():  # remember the ids at once: a crash must not repeat them
+                self._save_event_state()
+
+    def _on_webhook_event(self, event: Event) -> None:
+        """From the listener's thread: note the delivery and queue it (answering at once)."""
+        self.last_webhook_at = datetime.now(UTC)
+        self._last_webhook_monotonic = time.monotonic()
+        self._events.put(event)
 
     # -- MQTT callbacks (paho's thread) -------------------------------------------------------
 
     def _on_mqtt_connected(self) -> None:
         self._sweep_due_at = time.monotonic() + ORPHAN_SWEEP_DELAY_SECONDS
+        self._catch_up_due.set()  # whatever the broker outage kept from us
         # A broker without persistence forgot our retained configs and states: send them again.
         threading.Thread(target=self.bridge.republish, name="republish", daemon=True).start()
 
@@ -373,6 +489,14 @@ class Daemon:
             timer = threading.Timer(delay, self.bridge.republish)
             timer.daemon = True
             timer.start()
+
+
+def _status_of(error: MinutApiError) -> str:
+    if isinstance(error, MinutAuthError):
+        return "unauthorized"
+    if error.status == 429:
+        return "rate_limited"
+    return "unreachable"
 
 
 def _parse_all(raw_items: list[dict[str, Any]], parse: Callable[[dict[str, Any]], T]) -> list[T]:

@@ -151,6 +151,52 @@ HOME_VALUES: tuple[HomeValueSpec, ...] = (
     HomeValueSpec("alarm_status", "Alarm status", "mdi:shield-home"),
 )
 
+
+@dataclass(frozen=True)
+class BridgeValueSpec:
+    """A diagnostic entity of the bridge itself, read from its status document."""
+
+    key: str
+    name: str
+    component: str
+    value_template: str
+    device_class: str | None = None
+    state_class: str | None = None
+    icon: str | None = None
+
+
+MINUT_CONNECTED = "connected"
+"""`minut` in the bridge's status document while the Minut API answers."""
+
+BRIDGE_VALUES: tuple[BridgeValueSpec, ...] = (
+    BridgeValueSpec(
+        "minut_connection", "Minut API", "binary_sensor",
+        f"{{{{ 'ON' if value_json.minut == '{MINUT_CONNECTED}' else 'OFF' }}}}",
+        device_class="connectivity",
+    ),
+    BridgeValueSpec(
+        "minut_status", "Minut API status", "sensor", "{{ value_json.minut }}",
+        icon="mdi:cloud-check",
+    ),
+    BridgeValueSpec(
+        "last_poll", "Last poll", "sensor", "{{ value_json.last_poll }}",
+        device_class="timestamp",
+    ),
+    BridgeValueSpec(
+        "last_webhook", "Last webhook", "sensor", "{{ value_json.last_webhook }}",
+        device_class="timestamp",
+    ),
+    BridgeValueSpec(
+        "api_errors", "API errors", "sensor", "{{ value_json.api_errors }}",
+        state_class="total_increasing", icon="mdi:cloud-alert",
+    ),
+    BridgeValueSpec(
+        "events_forwarded", "Events forwarded", "sensor", "{{ value_json.events_forwarded }}",
+        state_class="total_increasing", icon="mdi:transit-connection-variant",
+    ),
+)  # fmt: skip
+"""The bridge as its own Home Assistant device: every entity is diagnostic."""
+
 KNOWN_EVENT_TYPES: tuple[str, ...] = (
     "temperature_high", "temperature_low", "temperature_dropped_normal",
     "temperature_risen_normal", "humidity_high", "humidity_low", "humidity_dropped_normal",

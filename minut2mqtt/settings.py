@@ -54,6 +54,12 @@ class MinutSettings(Section):
     requests_per_minute: int = Field(
         100, ge=1, le=120, description="request budget the bridge allows itself (the API's is 120)"
     )
+    pull_events_after_silence: float = Field(
+        900,
+        ge=0,
+        description="seconds without a webhook delivery after which missed events are pulled "
+        "from the homes' histories (0: only at startup and after outages)",
+    )
 
     @field_validator("api_url")
     @classmethod

@@ -5,9 +5,20 @@ from __future__ import annotations
 import re
 
 from minut2mqtt import __version__
-from minut2mqtt.entities import DEVICE_STATES, EVENT_TYPES_FOR_HA, HOME_STATES, READINGS
+from minut2mqtt.entities import (
+    BRIDGE_VALUES,
+    DEVICE_STATES,
+    EVENT_TYPES_FOR_HA,
+    HOME_STATES,
+    READINGS,
+)
 from minut2mqtt.minut.models import parse_device, parse_home
-from minut2mqtt.mqtt.discovery import DiscoveryContext, device_configs, home_configs
+from minut2mqtt.mqtt.discovery import (
+    DiscoveryContext,
+    bridge_configs,
+    device_configs,
+    home_configs,
+)
 from minut2mqtt.mqtt.topics import Topics
 
 CTX = DiscoveryContext(Topics("minut2mqtt", "homeassistant"), momentary_seconds=30)
@@ -190,11 +201,54 @@ def test_every_discovery_payload_matches_its_snapshot():
     import os
     from pathlib import Path
 
-    configs = {**device_configs(CTX, DEVICE, [s.key for s in READINGS]), **home_configs(CTX, HOME)}
+    configs = {
+        **device_configs(CTX, DEVICE, [s.key for s in READINGS]),
+        **home_configs(CTX, HOME),
+        **bridge_configs(CTX),
+    }
     configs = json.loads(json.dumps(configs))  # version-independent: compare as parsed JSON
     for config in configs.values():
         config["origin"]["sw_version"] = "<version>"
+        if config["device"]["manufacturer"] == "minut2mqtt":
+            config["device"]["sw_version"] = "<version>"
     snapshot = Path(__file__).parent / "snapshots" / "discovery.json"
     if os.environ.get("MINUT2MQTT_UPDATE_SNAPSHOTS"):
         snapshot.write_text(json.dumps(configs, indent=2, ensure_ascii=False) + "\n")
     assert configs == json.loads(snapshot.read_text(encoding="utf-8"))
+
+
+def _render(template: str, document: dict[str, object]) -> str:
+    """What Home Assistant shows for a value template (its templates are Jinja2)."""
+    import jinja2
+
+    return jinja2.Environment().from_string(template).render(value_json=document)
+
+
+def test_the_bridge_is_a_device_of_diagnostic_entities_read_from_its_status_topic():
+    configs = bridge_configs(CTX)
+    assert len(configs) == len(BRIDGE_VALUES)
+    for config in configs.values():
+        assert config["entity_category"] == "diagnostic"
+        assert config["state_topic"] == "minut2mqtt/bridge/state"
+        assert config["device"]["identifiers"] == ["minut2mqtt_bridge"]
+        assert config["availability"] == [BRIDGE_AVAILABLE]
+
+
+def test_bridge_entities_show_a_revoked_grant_and_the_counters():
+    by_key = {config["unique_id"]: config for config in bridge_configs(CTX).values()}
+    connection = by_key["minut2mqtt_bridge_minut_connection"]
+    status = {
+        "minut": "unauthorized",
+        "last_poll": "2026-11-23T10:00:00.000Z",
+        "last_webhook": None,
+        "api_errors": 3,
+        "events_forwarded": 12,
+    }
+    assert _render(connection["value_template"], status) == "OFF"  # binary_sensor default
+    assert _render(connection["value_template"], {**status, "minut": "connected"}) == "ON"
+    assert _render(by_key["minut2mqtt_bridge_minut_status"]["value_template"], status) == (
+        "unauthorized"
+    )
+    assert _render(by_key["minut2mqtt_bridge_events_forwarded"]["value_template"], status) == "12"
+    # Home Assistant's MQTT sensor takes the text "None" as unknown.
+    assert _render(by_key["minut2mqtt_bridge_last_webhook"]["value_template"], status) == "None"

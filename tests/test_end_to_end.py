@@ -373,3 +373,61 @@ def test_events_missed_while_the_bridge_was_down_are_published_in_order_once(
     assert [e["id"] for e in device_events] == [missed[0]["id"], missed[2]["id"]]
     home_event = json.loads(recorder.last("minut2mqtt/home/home1/event").payload)
     assert (home_event["id"], home_event["type"]) == (missed[1]["id"], "disturbance_first_notice")
+
+
+def _stop_webhook_deliveries(account: Any) -> None:
+    for hook in account.list_webhooks():
+        account.delete_webhook(hook["hook_id"])
+
+
+def test_events_come_from_the_account_history_where_home_histories_are_refused(
+    start_daemon, recorder, account
+):
+    first = start_daemon()
+    recorder.wait_for_topic(DEV1_STATE)
+    first.stop()
+    missed = account.inject_event("alarm_heard", home_id="home1", device_id="dev1")
+    account.fail_next(5, status=403, paths="/homes/home1/events")
+    recorder.clear()
+    second = start_daemon(**{"mqtt.client_id": "after-outage"})
+    pulled = recorder.wait_for_topic(
+        DEV1_EVENT, payload_predicate=lambda p: missed["id"] in p.decode()
+    )
+    assert document(pulled)["type"] == "alarm_heard"
+    assert second.puller.account_wide
+    assert ("GET", "/v8/events", 200) in account.requests
+
+
+def test_events_are_pulled_when_webhooks_stay_silent(start_daemon, recorder, account):
+    start_daemon(**{"minut.pull_events_after_silence": 1})
+    recorder.wait_for_topic(DEV1_STATE)
+    _stop_webhook_deliveries(account)  # a webhook Minut failed to deliver
+    undelivered = account.inject_event("glassbreak", home_id="home1", device_id="dev1")
+    message = recorder.wait_for_topic(
+        DEV1_EVENT, timeout=10, payload_predicate=lambda p: undelivered["id"] in p.decode()
+    )
+    assert document(message)["type"] == "glassbreak"
+
+
+def test_a_revoked_grant_shows_on_the_status_topic_and_health_then_recovers(
+    start_daemon, recorder, account
+):
+    daemon = start_daemon()
+    state_where(recorder, "minut2mqtt/bridge/state", lambda s: s["minut"] == "connected")
+    account.revoke_client()
+    account.expire_tokens()
+    for _ in range(2):  # the first refusal renews the token, which is refused too
+        try:
+            daemon.poll_once()
+        except Exception as error:
+            assert "client credentials" in str(error)
+    status = state_where(
+        recorder, "minut2mqtt/bridge/state", lambda s: s["minut"] == "unauthorized"
+    )
+    assert "client_secret" in status["error"]
+    health, _ = daemon.health()
+    assert (health["status"], health["minut"]["status"]) == ("degraded", "unauthorized")
+    account.restore_client()
+    daemon.poll_once()
+    state_where(recorder, "minut2mqtt/bridge/state", lambda s: s["minut"] == "connected")
+    assert daemon.health()[0]["status"] == "ok"

@@ -1,13 +1,19 @@
-"""Events missed while the bridge was away, pulled from a home's event history."""
+"""Events missed while the bridge was away, pulled from the homes' event histories.
+
+Per home (`GET /homes/{id}/events`) where Minut allows it, else from the older account-wide
+`GET /events`, which some API clients are only allowed to use.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from .client import MinutClient
+from .client import MinutApiError, MinutClient
 from .models import Event, MinutDataError, format_time, parse_event
+from .scheduler import Priority
 
 log = logging.getLogger(__name__)
 
@@ -15,11 +21,77 @@ PAGE_SIZE = 100
 MAX_PAGES = 20
 """A bound on one pull (2,000 events): a home cannot eat the whole request budget."""
 
+HOME_PULL_REFUSED = frozenset({400, 403, 404, 405, 410, 501})
+"""Answers that mean "not for you" rather than "not now": pull account-wide instead."""
+
 WEBHOOK_NAME_OF_HOME_EVENT = {
     "noise_detected": "disturbance_first_notice",
     "noise_quieted": "disturbance_ended",
 }
 """Home events have names of their own for noise; the bridge publishes the webhook names."""
+
+
+class EventPuller:
+    """Pulls missed events per home, and account-wide once Minut has refused a per-home pull."""
+
+    def __init__(self, client: MinutClient):
+        self._client = client
+        self.account_wide = False
+
+    def pull(self, since_by_home: Mapping[str, datetime]) -> list[Event]:
+        """Events of these homes after their given times, oldest first (ids may repeat)."""
+        if not since_by_home:
+            return []
+        if not self.account_wide:
+            events: list[Event] = []
+            try:
+                for home_id, since in since_by_home.items():
+                    events += pull_home_events(self._client, home_id, since)
+                return _oldest_first(events)
+            except MinutApiError as error:
+                if error.status not in HOME_PULL_REFUSED:
+                    raise
+                log.warning(
+                    "Minut refused a home's event history (%s): pulling missed events from the "
+                    "account-wide GET /events from now on",
+                    error,
+                )
+                self.account_wide = True
+        return pull_account_events(self._client, since_by_home)
+
+
+def pull_account_events(client: MinutClient, since_by_home: Mapping[str, datetime]) -> list[Event]:
+    """The homes' events from `GET /events`, oldest first, each after its home's time.
+
+    That endpoint's paging is unknown: ask for the oldest first from the earliest time and, while
+    pages come back full, again from the newest time seen (repeats are filtered by id later).
+    """
+    start = min(since_by_home.values())
+    events: list[Event] = []
+    for _ in range(MAX_PAGES):
+        answer: Any = client.request(
+            "GET",
+            "/events",
+            params={"start_at": format_time(start), "limit": PAGE_SIZE, "order": "asc"},
+            priority=Priority.EVENTS,
+        )
+        items = answer.get("events") if isinstance(answer, dict) else None
+        if not isinstance(items, list):
+            raise MinutApiError("GET /events: answer has no 'events' list")
+        page = [event for item in items if (event := _parse_account_event(item)) is not None]
+        events += page
+        newest = max((e.created_at for e in page if e.created_at is not None), default=None)
+        if len(items) < PAGE_SIZE or newest is None or newest <= start:
+            break
+        start = newest
+    return _oldest_first(event for event in events if _after_its_home_cursor(event, since_by_home))
+
+
+def _after_its_home_cursor(event: Event, since_by_home: Mapping[str, datetime]) -> bool:
+    since = since_by_home.get(event.home_id or "")
+    if since is None:
+        return False
+    return event.created_at is None or event.created_at > since
 
 
 def pull_home_events(client: MinutClient, home_id: str, since: datetime) -> list[Event]:
@@ -31,6 +103,7 @@ def pull_home_events(client: MinutClient, home_id: str, since: datetime) -> list
             "GET",
             f"/homes/{home_id}/events",
             params={"start_at": format_time(since), "limit": PAGE_SIZE, "offset": offset},
+            priority=Priority.EVENTS,
         )
         items = answer.get("home_events") if isinstance(answer, dict) else None
         if not isinstance(items, list) or not items:
@@ -41,9 +114,22 @@ def pull_home_events(client: MinutClient, home_id: str, since: datetime) -> list
         total = paging.get("total_count") if isinstance(paging, dict) else None
         if not isinstance(total, int) or offset >= total:
             break
-    parsed = [event for event in events if event is not None]
+    return _oldest_first(event for event in events if event is not None)
+
+
+def _oldest_first(events: Iterable[Event]) -> list[Event]:
     oldest = datetime.min.replace(tzinfo=UTC)
-    return sorted(parsed, key=lambda event: event.created_at or oldest)
+    return sorted(events, key=lambda event: event.created_at or oldest)
+
+
+def _parse_account_event(item: Any) -> Event | None:
+    if not isinstance(item, dict):
+        return None
+    try:
+        return parse_event(item)
+    except MinutDataError as error:
+        log.warning("ignoring an event from the account's history: %s", error)
+        return None
 
 
 def _as_webhook_event(item: dict[str, Any], home_id: str) -> Event | None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import __version__
 from ..entities import (
+    BRIDGE_VALUES,
     DEVICE_STATES,
     EVENT_TYPES_FOR_HA,
     HOME_STATES,
@@ -48,6 +49,10 @@ class DiscoveryContext:
 
     def home_identifier(self, home_id: str) -> str:
         return f"{self.instance}_home_{topic_safe(home_id)}"
+
+    @property
+    def bridge_identifier(self) -> str:
+        return f"{self.instance}_bridge"
 
 
 def device_configs(ctx: DiscoveryContext, device: Device, reading_keys: Iterable[str]) -> Configs:
@@ -153,6 +158,37 @@ def home_configs(ctx: DiscoveryContext, home: Home) -> Configs:
         _event_entity(ctx.topics.home_event(home.home_id), ctx.topics.bridge_availability)
     )
     return _assemble(ctx.topics, node_id, home.name, device_block, entities)
+
+
+def bridge_configs(ctx: DiscoveryContext) -> Configs:
+    """The bridge as its own device, with diagnostic entities read from its status document."""
+    node_id = ctx.bridge_identifier
+    device_block = {
+        "identifiers": [node_id],
+        "name": f"minut2mqtt ({ctx.topics.base})",
+        "manufacturer": "minut2mqtt",
+        "model": "Minut to MQTT bridge",
+        "sw_version": __version__,
+    }
+    availability = [_availability(ctx.topics.bridge_availability)]
+    entities: list[Entity] = [
+        (
+            spec.component,
+            spec.key,
+            {
+                "name": spec.name,
+                "state_topic": ctx.topics.bridge_state,
+                "value_template": spec.value_template,
+                **({"device_class": spec.device_class} if spec.device_class else {}),
+                **({"state_class": spec.state_class} if spec.state_class else {}),
+                **({"icon": spec.icon} if spec.icon else {}),
+                "entity_category": "diagnostic",
+                "availability": availability,
+            },
+        )
+        for spec in BRIDGE_VALUES
+    ]
+    return _assemble(ctx.topics, node_id, "minut2mqtt", device_block, entities)
 
 
 def _assemble(

@@ -23,6 +23,10 @@ class Topics:
         return f"{self.base}/bridge/availability"
 
     @property
+    def bridge_state(self) -> str:
+        return f"{self.base}/bridge/state"
+
+    @property
     def ha_status(self) -> str:
         return f"{self.discovery_prefix}/status"
 
