@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 
 from . import __version__
+from .logs import configure_logging
 from .settings import ConfigError, Settings, env_name, leaf_fields, load_settings, require
 
 log = logging.getLogger("minut2mqtt")
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "check":
         return run_check(settings)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return run_daemon(settings)
 
 
@@ -78,23 +79,6 @@ def stop_on_signals(stop: Callable[[], None]) -> None:
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
-    # requests-oauthlib logs token requests and answers, secrets included, at DEBUG: never on.
-    for leaky in ("requests_oauthlib", "oauthlib"):
-        logging.getLogger(leaky).setLevel(logging.WARNING)
-    if level != "DEBUG":
-        for noisy in ("waitress", "urllib3", "transitions"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-        # amqtt logs port probes and clients vanishing mid-handshake as errors: demo noise.
-        logging.getLogger("amqtt").setLevel(logging.CRITICAL)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -13,10 +13,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .cli import configure_logging, stop_on_signals
+from .cli import stop_on_signals
 from .daemon import Daemon
 from .embedded_broker import EmbeddedBroker, EmbeddedBrokerError, first_free_port
 from .http_server import WILDCARD_HOSTS
+from .logs import configure_logging
 from .settings import Settings, load_settings
 from .simulator import SimulatedAccount, SimulatorServer, demo_account
 
@@ -59,7 +60,7 @@ def run_demo(overrides: Mapping[str, Any], duration: float | None = None) -> int
                     "webhook.host": "127.0.0.1",
                 },
             )
-            configure_logging(settings.log_level)
+            configure_logging(settings.log_level, settings.log_format)
             _run_account(settings, account, broker, duration)
     finally:
         broker.stop()

@@ -25,6 +25,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from .logs import LogFormat
+
 ENV_PREFIX = "MINUT2MQTT_"
 ENV_NESTED_DELIMITER = "__"
 TOPIC_SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -200,6 +202,9 @@ class Settings(BaseSettings):
     webhook: WebhookSettings = WebhookSettings()
     state_dir: Path = Path("./data")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: LogFormat = Field(
+        "text", description="text: one readable line per message; json: one JSON object per line"
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

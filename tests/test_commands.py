@@ -69,6 +69,7 @@ def test_a_killed_bridge_is_offline_through_its_last_will(tmp_path, broker, simu
         f"--webhook.port={random_free_port()}",
         f"--state-dir={tmp_path}",
         "--mqtt.keepalive=5",
+        "--log-format=json",
         env={"MINUT2MQTT_MINUT__CLIENT_SECRET": CLIENT_SECRET},
         log=tmp_path / "run.log",
     )
@@ -80,6 +81,10 @@ def test_a_killed_bridge_is_offline_through_its_last_will(tmp_path, broker, simu
     finally:
         if process.poll() is None:
             process.kill()
+    lines = (tmp_path / "run.log").read_text().splitlines()
+    entries = [json.loads(line) for line in lines]  # log_format json: every line is an object
+    assert any(e["message"].startswith("connected to MQTT broker") for e in entries)
+    assert {"time", "level", "logger", "message"} <= entries[0].keys()
 
 
 def test_demo_runs_everything_embedded(tmp_path):
