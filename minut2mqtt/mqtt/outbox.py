@@ -1,0 +1,191 @@
+"""Messages waiting for the broker, kept in SQLite so a restart during an outage loses none.
+
+A FIFO of (topic, payload, retain) rows. The publisher appends every message, hands rows to
+paho in order while connected, and deletes a row once the broker acknowledged it: whatever is
+in the file at startup was never acknowledged and goes out first.
+
+Retained messages are the current value of their topic, so a newer retained message to a topic
+replaces an older one still waiting; events (not retained) are all kept. The file is bounded:
+when full, the oldest retained messages go first (the bridge publishes every state and
+discovery config again after each reconnect), then the oldest events.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LIMIT = 100_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    retain INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_retained_by_topic ON outbox (topic) WHERE retain = 1;
+CREATE INDEX IF NOT EXISTS outbox_by_kind ON outbox (retain, id);
+"""
+# AUTOINCREMENT: ids never come back after the newest row was deleted, so "every row after the
+# last one handed out" stays a correct question for the sender.
+
+
+class OutboxError(Exception):
+    """The outbox file cannot be opened or created: says which file and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    row_id: int
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+class Outbox:
+    """A thread-safe, bounded, persistent FIFO of MQTT messages; in memory when `path` is None."""
+
+    def __init__(self, path: Path | None, limit: int = DEFAULT_LIMIT) -> None:
+        if limit < 1:
+            raise ValueError(f"outbox limit must be at least 1, got {limit}")
+        self.path = path
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._dropped = 0
+        """Messages dropped for room since the outbox was last below its limit."""
+        try:
+            try:
+                self._db, self._count = self._open(path)
+            except sqlite3.DatabaseError as error:
+                if path is None or error.sqlite_errorname not in (
+                    "SQLITE_NOTADB",
+                    "SQLITE_CORRUPT",
+                ):
+                    raise
+                aside = _set_aside(path)
+                log.error(
+                    "MQTT outbox %s is damaged (%s): moved to %s, its messages are lost; "
+                    "starting with an empty one",
+                    path,
+                    error,
+                    aside.name,
+                )
+                self._db, self._count = self._open(path)
+        except (OSError, sqlite3.Error) as error:
+            reason = error.strerror if isinstance(error, OSError) else str(error)
+            raise OutboxError(f"MQTT outbox {path}: cannot be opened ({reason})") from None
+        self.left_by_previous_run = self._count
+        """Messages a previous run left unsent: they are the first rows, so they go first."""
+
+    @staticmethod
+    def _open(path: Path | None) -> tuple[sqlite3.Connection, int]:
+        """The connection and how many rows it holds (counting reads, and so checks, the file)."""
+        if path is None:
+            database = sqlite3.connect(":memory:", check_same_thread=False)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Created 0600 before SQLite opens it: its -wal and -shm files copy this mode.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            os.chmod(path, 0o600)
+            database = sqlite3.connect(path, check_same_thread=False)
+        try:
+            if path is not None:
+                # WAL with synchronous=NORMAL: when append() returns, the row is in the WAL file,
+                # so it survives the process crashing or being restarted (the outage this file
+                # is for), without an fsync per message as FULL or a rollback journal would
+                # cost. A power cut may lose the last commits since a checkpoint; the file stays
+                # consistent.
+                database.execute("PRAGMA journal_mode = WAL")
+                database.execute("PRAGMA synchronous = NORMAL")
+            database.executescript(_SCHEMA)
+            count: int = database.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        except BaseException:
+            database.close()
+            raise
+        return database, count
+
+    def __len__(self) -> int:
+        """Messages waiting, including those handed to the broker but not acknowledged yet."""
+        with self._lock:
+            return self._count
+
+    def append(self, topic: str, payload: bytes, *, retain: bool) -> None:
+        """Keep one message; committed when this returns."""
+        with self._lock, self._db:
+            if retain:
+                superseded = self._db.execute(
+                    "DELETE FROM outbox WHERE retain = 1 AND topic = ?", (topic,)
+                )
+                self._count -= superseded.rowcount
+            if self._count >= self.limit:
+                self._make_room()
+            self._db.execute(
+                "INSERT INTO outbox (topic, payload, retain) VALUES (?, ?, ?)",
+                (topic, payload, int(retain)),
+            )
+            self._count += 1
+
+    def _make_room(self) -> None:
+        oldest_retained = self._db.execute(
+            "SELECT id FROM outbox WHERE retain = 1 ORDER BY id LIMIT 1"
+        ).fetchone()
+        oldest = (
+            oldest_retained
+            or self._db.execute("SELECT id FROM outbox ORDER BY id LIMIT 1").fetchone()
+        )
+        self._db.execute("DELETE FROM outbox WHERE id = ?", oldest)
+        self._count -= 1
+        if self._dropped == 0:
+            log.error(
+                "MQTT outbox%s is full (%d messages waiting for the broker): dropping the "
+                "oldest, retained states first, then events, until the broker takes them",
+                f" {self.path}" if self.path else "",
+                self.limit,
+            )
+        self._dropped += 1
+
+    def rows_after(self, row_id: int, limit: int) -> list[OutboxRow]:
+        """Up to `limit` rows newer than `row_id`, oldest first (0: from the start)."""
+        with self._lock:
+            found = self._db.execute(
+                "SELECT id, topic, payload, retain FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                (row_id, limit),
+            ).fetchall()
+        return [OutboxRow(row[0], row[1], bytes(row[2]), bool(row[3])) for row in found]
+
+    def delete(self, row_ids: Iterable[int]) -> None:
+        """Forget delivered rows; ids no longer there (superseded, dropped) are ignored."""
+        with self._lock, self._db:
+            deleted = self._db.executemany(
+                "DELETE FROM outbox WHERE id = ?", [(row_id,) for row_id in row_ids]
+            )
+            self._count -= max(deleted.rowcount, 0)
+            if self._dropped and self._count < self.limit:
+                log.warning(
+                    "MQTT outbox has room again; %d messages were dropped while it was full",
+                    self._dropped,
+                )
+                self._dropped = 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _set_aside(path: Path) -> Path:
+    """Move a damaged outbox (with its WAL) out of the way, as evidence; its new name."""
+    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+    for suffix in ("", "-wal", "-shm"):
+        source = Path(f"{path}{suffix}")
+        if source.exists():
+            source.replace(Path(f"{aside}{suffix}"))
+    return aside
