@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import stat
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+from brokers import MqttRecorder, TestBroker, make_test_broker
+
 from minut2mqtt.mqtt.outbox import Outbox, OutboxRow
+from minut2mqtt.mqtt.publisher import MqttOptions, MqttPublisher
 
 OUTBOX_LOG = "minut2mqtt.mqtt.outbox"
+PUBLISHER_LOG = "minut2mqtt.mqtt.publisher"
+EVENT_TOPIC = "outbox-test/event"
+STATE_TOPIC = "outbox-test/state"
 
 
 def waiting(outbox: Outbox) -> list[tuple[str, bytes, bool]]:
@@ -183,3 +193,242 @@ def test_appends_from_several_threads_all_arrive():
 
 def test_outbox_row_is_plain_data():
     assert OutboxRow(1, "t", b"p", True) == OutboxRow(1, "t", b"p", True)
+
+
+# -- the publisher through outages ----------------------------------------------------------------
+
+
+class BrokerGate:
+    """A TCP relay between the publisher and the broker, for a test to choose what gets through.
+
+    Open: connections pass. Closed: a new connection is accepted and hung up at once (as a
+    broker still starting would) and the ones passing are cut. Held: what the publisher sends
+    stops short of the broker (which still acknowledges what it got), so it stays
+    unacknowledged. The gate lets a subscriber get ready after a
+    broker restart before the publisher reconnects, whatever their reconnect delays.
+    """
+
+    def __init__(self, broker: TestBroker, *, is_open: bool) -> None:
+        self._target = (broker.host, broker.port)
+        self._listener = socket.create_server((broker.host, 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._is_open = is_open
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._connections: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, name="gate", daemon=True).start()
+
+    def open(self) -> None:
+        with self._lock:
+            self._is_open = True
+        self._flowing.set()
+
+    def hold(self) -> None:
+        self._flowing.clear()
+
+    def close(self) -> None:
+        with self._lock:
+            self._is_open = False
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            _cut(connection)
+        self._flowing.set()  # held bytes now meet cut sockets and go nowhere
+
+    def shut(self) -> None:
+        self.close()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # shut
+            with self._lock:
+                admitted = self._is_open
+            try:
+                upstream = socket.create_connection(self._target, timeout=2) if admitted else None
+            except OSError:
+                upstream = None
+            if upstream is None:
+                _cut(client)
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._connections += [client, upstream]
+            for source, sink, holdable in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(
+                    target=self._pump, args=(source, sink, holdable), daemon=True
+                ).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, holdable: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if holdable:
+                    self._flowing.wait()
+                sink.sendall(data)
+        _cut(source)
+        _cut(sink)
+
+
+def _cut(connection: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        connection.shutdown(socket.SHUT_RDWR)
+    connection.close()
+
+
+def publisher_options(
+    port: int, outbox_path: Path, client_id: str, messages_per_second: float = 500.0
+) -> MqttOptions:
+    return MqttOptions(
+        "127.0.0.1",
+        port,
+        client_id,
+        f"{client_id}/availability",
+        messages_per_second=messages_per_second,
+        outbox_path=outbox_path,
+    )
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        time.sleep(0.02)
+
+
+def events_received(recorder: MqttRecorder) -> list[int]:
+    return [int(message.text) for message in recorder.messages if message.topic == EVENT_TOPIC]
+
+
+def test_a_bridge_restarted_during_a_broker_outage_sends_everything_once_in_order(tmp_path):
+    broker = make_test_broker(tmp_path, start=False)
+    gate = BrokerGate(broker, is_open=False)
+    outbox_path = tmp_path / "state" / "outbox.sqlite3"
+    count = 500
+    try:
+        before_restart = MqttPublisher(publisher_options(gate.port, outbox_path, "outbox-before"))
+        before_restart.start()
+        for number in range(count):
+            before_restart.publish(EVENT_TOPIC, str(number), retain=False)
+            if number % 50 == 0:
+                before_restart.publish(STATE_TOPIC, f"state {number}", retain=True)
+        assert before_restart.queue_depth == count + 1  # the states replaced one another
+        started_stopping = time.monotonic()
+        before_restart.stop()
+        assert time.monotonic() - started_stopping < 2, "nothing to drain without a broker"
+        assert not before_restart.connected
+
+        after_restart = MqttPublisher(publisher_options(gate.port, outbox_path, "outbox-after"))
+        after_restart.start()
+        assert after_restart.queue_depth == count + 1
+        broker.start()
+        with MqttRecorder(broker.host, broker.port, topics=["outbox-test/#"]) as recorder:
+            gate.open()
+            assert after_restart.wait_connected(10)
+            recorder.wait_for(lambda message: message.text == str(count - 1), timeout=15)
+            wait_until(lambda: after_restart.queue_depth == 0, 5, "outbox emptied by the acks")
+            assert events_received(recorder) == list(range(count))
+            states = [m.text for m in recorder.messages if m.topic == STATE_TOPIC]
+            assert states == ["state 450"], "only the newest state, once"
+        after_restart.stop()
+        assert len(Outbox(outbox_path)) == 0
+    finally:
+        gate.shut()
+        broker.stop()
+
+
+def test_every_event_arrives_when_the_broker_dies_mid_stream_and_comes_back(tmp_path, broker):
+    gate = BrokerGate(broker, is_open=True)
+    publisher = MqttPublisher(
+        publisher_options(
+            gate.port, tmp_path / "outbox.sqlite3", "outbox-midstream", messages_per_second=2000
+        )
+    )
+    recorder = MqttRecorder(broker.host, broker.port, topics=[EVENT_TOPIC])
+    sent: list[int] = []
+    keep_publishing = threading.Event()
+    keep_publishing.set()
+
+    def publish_events() -> None:
+        while keep_publishing.is_set():
+            number = len(sent)
+            publisher.publish(EVENT_TOPIC, str(number), retain=False)
+            sent.append(number)
+            time.sleep(0.002)
+
+    publishing = threading.Thread(target=publish_events, name="events")
+    publisher.start()
+    try:
+        assert publisher.wait_connected(10)
+        recorder.start()
+        publishing.start()
+        wait_until(lambda: len(events_received(recorder)) >= 100, 10, "first events delivered")
+
+        gate.hold()  # what the publisher sends now stays unacknowledged...
+        wait_until(lambda: publisher.queue_depth >= 150, 10, "unacknowledged messages")
+        broker.stop()  # ...and the broker dies with them
+        gate.close()
+        wait_until(lambda: not publisher.connected, 5, "publisher noticed the lost broker")
+        time.sleep(0.3)  # events keep coming meanwhile
+
+        broker.start()
+        recorder.wait_subscribed(2)
+        gate.open()
+        assert publisher.wait_connected(10)
+        time.sleep(0.3)
+        keep_publishing.clear()
+        publishing.join()
+
+        wait_until(lambda: set(events_received(recorder)) >= set(sent), 15, "all events")
+        time.sleep(0.2)  # time for a duplicate to show
+        received = events_received(recorder)
+        assert set(received) == set(sent), f"missing: {sorted(set(sent) - set(received))}"
+        # Every unacknowledged message was held short of the broker: once each, in order.
+        assert received == sent
+        assert publisher.reconnects == 1
+        wait_until(lambda: publisher.queue_depth == 0, 5, "outbox emptied by the acks")
+    finally:
+        keep_publishing.clear()
+        if publishing.is_alive():
+            publishing.join()
+        recorder.stop()
+        publisher.stop()
+        gate.shut()
+
+
+def test_publish_returns_once_the_message_is_on_disk_and_refuses_what_cannot_be_sent(
+    tmp_path, caplog
+):
+    path = tmp_path / "outbox.sqlite3"
+    unreachable = MqttPublisher(publisher_options(1, path, "outbox-unreachable"))
+    unreachable.start()
+    try:
+        with caplog.at_level(logging.ERROR, logger=PUBLISHER_LOG):
+            unreachable.publish(EVENT_TOPIC, "\ud800", retain=False)  # cannot be UTF-8
+            unreachable.publish("outbox-test/#", "wildcards are for subscribing", retain=False)
+        unreachable.publish(EVENT_TOPIC, b"fine", retain=False)
+        # Read by another connection, as the next run would after a crash:
+        assert waiting(Outbox(path)) == [(EVENT_TOPIC, b"fine", False)]
+        assert unreachable.queue_depth == 1
+        assert "cannot be encoded as UTF-8" in caplog.text
+        assert "not a topic one can publish to" in caplog.text
+    finally:
+        unreachable.stop()
+
+
+def test_stop_sends_what_is_waiting_before_saying_offline(tmp_path, broker, recorder):
+    path = tmp_path / "outbox.sqlite3"
+    publisher = MqttPublisher(publisher_options(broker.port, path, "outbox-drain"))
+    publisher.start()
+    assert publisher.wait_connected(10)
+    for number in range(300):
+        publisher.publish(EVENT_TOPIC, str(number), retain=False)
+    publisher.stop()
+    recorder.wait_for_topic(
+        "outbox-drain/availability", payload_predicate=lambda p: p == b"offline"
+    )
+    assert events_received(recorder) == list(range(300))
+    assert len(Outbox(path)) == 0

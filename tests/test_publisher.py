@@ -1,4 +1,4 @@
-"""The publisher's pacing: a burst goes at once, then the rate holds."""
+"""The publisher's pacing (a burst goes at once, then the rate holds) and its sender."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def test_idle_time_refills_the_burst_but_not_beyond():
     assert pacer.delay() > 0
 
 
-def test_a_message_paho_cannot_send_does_not_stop_the_sender(broker):
+def test_a_message_paho_cannot_send_does_not_stop_the_sender(broker, caplog):
     from brokers import MqttRecorder
 
     from minut2mqtt.mqtt.publisher import MqttOptions, MqttPublisher
@@ -46,5 +46,6 @@ def test_a_message_paho_cannot_send_does_not_stop_the_sender(broker):
             publisher.publish("sender-test/bad", "\ud800", retain=False)  # cannot be UTF-8
             publisher.publish("sender-test/good", "fine", retain=False)
             recorder.wait_for_topic("sender-test/good")
+        assert "sender-test/bad' cannot be encoded as UTF-8" in caplog.text
     finally:
         publisher.stop()
