@@ -133,8 +133,8 @@ SECRET_WORDS = ("secret", "password")
 
 MISSING_DESCRIPTIONS: dict[str, str] = {
     "minut.api_url": "Minut API base URL",
-    "minut.client_id": "OAuth client id of your Minut account; required for `run` and `check`",
-    "minut.client_secret": "OAuth client secret; required for `run` and `check`",
+    "minut.client_id": "id of the OAuth client created in Minut",
+    "minut.client_secret": "secret of that OAuth client",
     "mqtt.host": "broker host name or address",
     "mqtt.port": "broker port (usually 8883 for TLS)",
     "mqtt.username": "broker login; null: connect without one",
@@ -285,7 +285,11 @@ def _number(value: object) -> str:
 
 
 def _table_cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
+    """`text` on one line, safe in a Markdown table: no bare `|`, no `<…>` read as HTML."""
+    parts = " ".join(text.split()).replace("|", "\\|").split("`")
+    for index in range(0, len(parts), 2):  # outside code spans
+        parts[index] = parts[index].replace("<", "&lt;").replace(">", "&gt;")
+    return "`".join(parts)
 
 
 # The generated sections, and the command that writes them ---------------------------------

@@ -83,3 +83,24 @@ def test_fallback_descriptions_name_existing_keys():
 def test_a_document_without_markers_is_reported():
     with pytest.raises(ValueError, match="lacks the markers"):
         CONFIGURATION_REFERENCE.apply("# no markers here\n")
+
+
+def test_descriptions_cannot_break_the_table_or_turn_into_html():
+    class Model(BaseModel):
+        address: str = Field("x", description="a | b, at <address of the page>, `<kept>`")
+
+    (row,) = [line for line in configuration_reference(Model).splitlines() if "`address`" in line]
+    assert row.endswith("| a \\| b, at &lt;address of the page&gt;, `<kept>` |")
+
+
+@pytest.mark.parametrize(
+    "document", ["README.md", "docs/topics.md", "docs/configuration.md", "examples/README.md"]
+)
+def test_relative_links_point_at_existing_files(document):
+    import re
+
+    path = ROOT / document
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", path.read_text(encoding="utf-8")):
+        if "://" in target:
+            continue
+        assert (path.parent / target).exists(), f"{document} links to missing {target}"
