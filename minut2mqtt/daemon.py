@@ -100,11 +100,13 @@ class Daemon:
         self._catch_up_due = threading.Event()
         """Set when missed events must be pulled: at startup, after an outage, after silence."""
         self._catch_up_due.set()
+        self._catch_up_running = False
         self._last_pull_at = time.monotonic()
         self._poll_now = threading.Event()
         self.hook: HookCredentials | None = None
         self._hook_ensured = False
-        self._events: queue.Queue[Event | None] = queue.Queue()
+        self._events: queue.Queue[tuple[Event, bool] | None] = queue.Queue()
+        """Events to publish, each with whether a webhook delivered it (else a pull)."""
         self._stop = threading.Event()
         self._first_poll_done = threading.Event()
         self._poll_lock = threading.Lock()
@@ -372,7 +374,14 @@ class Daemon:
 
     def _catch_up(self) -> None:
         """Queue, oldest first, the events each home had that were not published."""
-        self._catch_up_due.clear()  # a reason arising during this pull makes another one
+        self._catch_up_running = True
+        try:
+            self._catch_up_due.clear()  # a reason arising during this pull makes another one
+            self._pull_missed_events()
+        finally:
+            self._catch_up_running = False
+
+    def _pull_missed_events(self) -> None:
         started = datetime.now(UTC)
         since_by_home: dict[str, datetime] = {}
         with self._cursor_lock:
@@ -388,7 +397,7 @@ class Daemon:
         self._last_pull_at = time.monotonic()
         new = [event for event in missed if not self.bridge.has_published(event.id)]
         for event in missed:
-            self._events.put(event)
+            self._events.put((event, False))
         with self._cursor_lock:
             known_up_to = format_time(started - PULL_OVERLAP) or ""
             for home_id, since in since_by_home.items():
@@ -399,8 +408,15 @@ class Daemon:
             log.info("%d events pulled from Minut that no webhook had delivered", len(new))
 
     def _advance_cursor(self, event: Event) -> None:
+        """A webhook event moves its home's cursor, unless earlier events may be missing.
+
+        While a pull is due or running (at startup, after an outage or a silence), a delivery
+        says nothing about the events before it: only the pull's success moves the cursor then.
+        """
         self._event_state_unsaved = True
         if event.home_id is None or event.created_at is None:
+            return
+        if self._catch_up_due.is_set() or self._catch_up_running:
             return
         with self._cursor_lock:
             known = parse_time(self._cursor.get(event.home_id))
@@ -456,10 +472,12 @@ class Daemon:
         while not self._first_poll_done.wait(0.5):
             if self._stop.is_set():
                 return
-        while (event := self._events.get()) is not None:
+        while (item := self._events.get()) is not None:
+            event, from_webhook = item
             try:
                 self.bridge.apply_event(event)
-                self._advance_cursor(event)
+                if from_webhook:
+                    self._advance_cursor(event)
             except Exception:
                 log.exception("could not process Minut event %s (%s)", event.id, event.type)
             if self._events.empty():  # remember the ids at once: a crash must not repeat them
@@ -469,7 +487,7 @@ class Daemon:
         """From the listener's thread: note the delivery and queue it (answering at once)."""
         self.last_webhook_at = datetime.now(UTC)
         self._last_webhook_monotonic = time.monotonic()
-        self._events.put(event)
+        self._events.put((event, True))
 
     # -- MQTT callbacks (paho's thread) -------------------------------------------------------
 

@@ -452,6 +452,11 @@ class SimulatedAccount:
         with self._lock:
             self._planned_failures.append(PlannedFailure(count, status, retry_after, paths))
 
+    def cancel_planned_failures(self) -> None:
+        """The API behaves again: failures planned but not yet served are dropped."""
+        with self._lock:
+            self._planned_failures.clear()
+
     def take_planned_failure(self, path: str) -> PlannedFailure | None:
         with self._lock:
             for failure in self._planned_failures:
