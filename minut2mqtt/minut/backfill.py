@@ -91,7 +91,7 @@ def _after_its_home_cursor(event: Event, since_by_home: Mapping[str, datetime]) 
     since = since_by_home.get(event.home_id or "")
     if since is None:
         return False
-    return event.created_at is None or event.created_at > since
+    return event.created_at is None or event.created_at >= since
 
 
 def pull_home_events(client: MinutClient, home_id: str, since: datetime) -> list[Event]:
