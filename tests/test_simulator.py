@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -203,6 +204,141 @@ def test_expire_tokens_revokes_every_issued_token(
 
     assert session.get(f"{server.base_url}/devices").status_code == 401
     assert api(server).get(f"{server.base_url}/devices").status_code == 200
+
+
+# --- OAuth: authorization code ----------------------------------------------------------------
+
+CALLBACK = "http://localhost:8000/api/minut"
+
+
+def authorize_params(**changes: str) -> dict[str, str]:
+    return {
+        "client_id": CLIENT[0],
+        "redirect_uri": CALLBACK,
+        "response_type": "code",
+        "state": "st-1",
+        **changes,
+    }
+
+
+def decide(server: SimulatorServer, decision: str, **changes: str) -> dict[str, list[str]]:
+    """Submit the approve page's form; the query Minut sends the browser back with."""
+    answer = requests.post(
+        f"{server.base_url}/oauth/authorize",
+        data={**authorize_params(**changes), "decision": decision},
+        allow_redirects=False,
+    )
+    assert answer.status_code == 302
+    location = answer.headers["Location"]
+    assert location.startswith(changes.get("redirect_uri", CALLBACK) + "?")
+    return parse_qs(urlsplit(location).query)
+
+
+def exchange(server: SimulatorServer, code: str, redirect_uri: str = CALLBACK) -> requests.Response:
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+    return requests.post(f"{server.base_url}/oauth/token", data=form, auth=CLIENT)
+
+
+def refresh(server: SimulatorServer, refresh_token: str) -> requests.Response:
+    form = {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh_token,
+        "client_id": CLIENT[0],
+        "client_secret": CLIENT[1],
+    }
+    return requests.post(f"{server.base_url}/oauth/token", data=form)
+
+
+def test_authorize_page_asks_the_user_with_escaped_values(server: SimulatorServer) -> None:
+    answer = requests.get(
+        f"{server.base_url}/oauth/authorize", params=authorize_params(state='"><b>x')
+    )
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("text/html")
+    assert 'id="approve"' in answer.text and 'id="deny"' in answer.text
+    assert "owner@example.com" in answer.text and CALLBACK in answer.text
+    assert "<b>x" not in answer.text and "&quot;&gt;&lt;b&gt;x" in answer.text
+
+
+@pytest.mark.parametrize(
+    "changes", [{"client_id": "someone-else"}, {"redirect_uri": "javascript:alert(1)"}]
+)
+def test_authorize_never_redirects_for_an_unknown_client_or_a_bad_redirect_uri(
+    server: SimulatorServer, changes: dict[str, str]
+) -> None:
+    answer = requests.get(
+        f"{server.base_url}/oauth/authorize",
+        params=authorize_params(**changes),
+        allow_redirects=False,
+    )
+    assert answer.status_code == 400
+
+
+def test_deny_sends_the_browser_back_with_access_denied_and_the_state(
+    server: SimulatorServer,
+) -> None:
+    assert decide(server, "deny") == {"error": ["access_denied"], "state": ["st-1"]}
+
+
+def test_an_approved_code_is_exchanged_once_for_rotating_tokens(
+    account: SimulatedAccount, server: SimulatorServer
+) -> None:
+    back = decide(server, "approve")
+    assert back["state"] == ["st-1"]
+    code = back["code"][0]
+
+    answer = exchange(server, code)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert set(body) == {"access_token", "token_type", "expires_in", "refresh_token", "user_id"}
+    assert body["user_id"] == "sim-user"
+    assert api(server, body["access_token"]).get(f"{server.base_url}/devices").status_code == 200
+    assert exchange(server, code).json()["error"] == "invalid_grant"  # single use
+
+    renewed = refresh(server, body["refresh_token"])
+    assert renewed.status_code == 200
+    assert renewed.json()["refresh_token"] != body["refresh_token"]
+    old_again = refresh(server, body["refresh_token"])
+    assert (old_again.status_code, old_again.json()["error"]) == (400, "invalid_grant")
+    assert [leg for leg, _ in account.oauth_log] == ["token"] * 4
+    assert all("client_secret" not in params for _, params in account.oauth_log)
+
+
+def test_the_exchange_needs_the_authorize_requests_redirect_uri(server: SimulatorServer) -> None:
+    code = decide(server, "approve")["code"][0]
+    form = {"grant_type": "authorization_code", "code": code}  # redirect_uri left out
+    answer = requests.post(f"{server.base_url}/oauth/token", data=form, auth=CLIENT)
+    assert (answer.status_code, answer.json()["error"]) == (400, "invalid_grant")
+    code = decide(server, "approve")["code"][0]
+    assert exchange(server, code, "http://elsewhere/api/minut").json()["error"] == "invalid_grant"
+
+
+def test_codes_are_short_lived(account: SimulatedAccount, server: SimulatorServer) -> None:
+    account.code_lifetime = 0
+    code = decide(server, "approve")["code"][0]
+    assert exchange(server, code).json()["error"] == "invalid_grant"
+
+
+def test_a_revoked_user_grant_ends_its_access_and_refresh_tokens(
+    account: SimulatedAccount, server: SimulatorServer
+) -> None:
+    body = exchange(server, decide(server, "approve")["code"][0]).json()
+    other_client_token = fetch_token(server)
+    account.revoke_user_grant()
+    devices = api(server, body["access_token"]).get(f"{server.base_url}/devices")
+    assert devices.status_code == 401
+    assert refresh(server, body["refresh_token"]).status_code == 400
+    assert api(server, other_client_token).get(f"{server.base_url}/devices").status_code == 200
+
+
+def test_user_tokens_follow_the_token_lifetime() -> None:
+    account = small_account(token_lifetime=1)
+    with SimulatorServer(account) as server:
+        body = exchange(server, decide(server, "approve")["code"][0]).json()
+        assert body["expires_in"] == 1
+        time.sleep(1.1)
+        devices = api(server, body["access_token"]).get(f"{server.base_url}/devices")
+        assert devices.status_code == 401
 
 
 # --- homes and devices -----------------------------------------------------------------------

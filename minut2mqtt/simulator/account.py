@@ -27,6 +27,10 @@ JsonObject = dict[str, Any]
 
 API_PREFIX: Final = "/v8"
 TOKEN_PATH: Final = API_PREFIX + "/oauth/token"
+AUTHORIZE_PATH: Final = API_PREFIX + "/oauth/authorize"
+OAUTH_PATHS: Final = frozenset({TOKEN_PATH, AUTHORIZE_PATH})
+AUTHORIZATION_CODE_LIFETIME: Final = 60
+"""Seconds an authorization code can be exchanged (once) after the user approved."""
 SIGNATURE_HEADER: Final = "X-Minut-Signature"
 TOKEN_HEADER: Final = "X-Minut-Token"
 
@@ -96,13 +100,13 @@ class PlannedFailure:
     def applies_to(self, path: str) -> bool:
         """Whether a request to `path` (with or without /v8) is one this failure targets.
 
-        Without a prefix it targets every API call but the token endpoint; the token endpoint is
-        only targeted by a prefix that names it (e.g. "/oauth" or "/v8/oauth/token").
+        Without a prefix it targets every API call but the OAuth endpoints (token, authorize);
+        those are only targeted by a prefix that names them (e.g. "/oauth" or "/v8/oauth/token").
         """
         if self.path_prefix is None:
-            return path != TOKEN_PATH
+            return path not in OAUTH_PATHS
         prefix = self.path_prefix.removeprefix(API_PREFIX)
-        if path == TOKEN_PATH and not prefix.startswith("/oauth"):
+        if path in OAUTH_PATHS and not prefix.startswith("/oauth"):
             return False
         return path.removeprefix(API_PREFIX).startswith(prefix)
 
@@ -111,6 +115,23 @@ class PlannedFailure:
 class AccessGrant:
     client_id: str
     expires_at_monotonic: float
+    user_grant: bool = False
+    """Issued through the authorization-code grant (revoke_user_grant ends it)."""
+
+
+@dataclass(frozen=True)
+class AuthorizationCode:
+    client_id: str
+    redirect_uri: str
+    expires_at_monotonic: float
+
+
+class OAuthGrantError(ValueError):
+    """A token request the OAuth rules refuse: `error` is the OAuth error code (400)."""
+
+    def __init__(self, error: str, message: str):
+        super().__init__(message)
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -163,6 +184,14 @@ class SimulatedAccount:
         self._events: list[JsonObject] = []
         self._webhooks: dict[str, Webhook] = {}
         self._grants: dict[str, AccessGrant] = {}
+        self._codes: dict[str, AuthorizationCode] = {}
+        self._refresh_tokens: dict[str, str] = {}
+        """Refresh token → the client it was issued to (the one user's grant)."""
+        self.code_lifetime = AUTHORIZATION_CODE_LIFETIME
+        self.oauth_log: list[tuple[str, dict[str, str]]] = []
+        """("authorize" | "token", its parameters without secrets): what clients sent."""
+        self.tokens_issued: list[str] = []
+        """Every access and refresh token handed out, oldest first (tests look for leaks)."""
         self._client_revoked = False
         self._planned_failures: list[PlannedFailure] = []
         self._limiter = SlidingWindowLimiter(rate_limit_per_minute, burst_per_second)
@@ -403,10 +432,77 @@ class SimulatedAccount:
         access_token = secrets.token_urlsafe(32)
         with self._lock:
             self._grants[access_token] = AccessGrant(client_id, monotonic() + self.token_lifetime)
+            self.tokens_issued.append(access_token)
         return {
             "access_token": access_token,
             "token_type": "Bearer",
             "expires_in": self.token_lifetime,
+        }
+
+    def authorize(self, client_id: str, redirect_uri: str) -> str:
+        """The user approved `client_id` on the authorize page: a single-use code for it."""
+        code = secrets.token_urlsafe(24)
+        with self._lock:
+            self._codes[code] = AuthorizationCode(
+                client_id, redirect_uri, monotonic() + self.code_lifetime
+            )
+        return code
+
+    def exchange_code(self, client_id: str, code: str, redirect_uri: str | None) -> JsonObject:
+        """Tokens for a code (once), if it was issued to `client_id` for this `redirect_uri`."""
+        with self._lock:
+            issued = self._codes.pop(code, None)
+            if issued is None or monotonic() >= issued.expires_at_monotonic:
+                raise OAuthGrantError("invalid_grant", "unknown, used or expired code")
+            if issued.client_id != client_id:
+                raise OAuthGrantError("invalid_grant", "the code was issued to another client")
+            if redirect_uri != issued.redirect_uri:
+                raise OAuthGrantError(
+                    "invalid_grant", "redirect_uri differs from the authorization request's"
+                )
+            return self._issue_user_tokens(client_id)
+
+    def refresh(self, client_id: str, refresh_token: str) -> JsonObject:
+        """New tokens for a refresh token, which stops working (rotation)."""
+        with self._lock:
+            owner = self._refresh_tokens.get(refresh_token)
+            if owner is None or owner != client_id:
+                raise OAuthGrantError("invalid_grant", "unknown, used or revoked refresh token")
+            del self._refresh_tokens[refresh_token]
+            return self._issue_user_tokens(client_id)
+
+    def revoke_user_grant(self) -> None:
+        """The user disconnects the app: its refresh and access tokens stop working."""
+        with self._lock:
+            self._refresh_tokens.clear()
+            self._codes.clear()
+            for access_token in [t for t, g in self._grants.items() if g.user_grant]:
+                del self._grants[access_token]
+
+    def refresh_tokens(self) -> list[str]:
+        """The refresh tokens that work now."""
+        with self._lock:
+            return list(self._refresh_tokens)
+
+    def note_oauth_request(self, leg: str, parameters: Mapping[str, str]) -> None:
+        shown = {k: v for k, v in parameters.items() if k not in ("client_secret", "code")}
+        with self._lock:
+            self.oauth_log.append((leg, shown))
+
+    def _issue_user_tokens(self, client_id: str) -> JsonObject:
+        access_token = secrets.token_urlsafe(32)
+        refresh_token = secrets.token_urlsafe(32)
+        self._grants[access_token] = AccessGrant(
+            client_id, monotonic() + self.token_lifetime, user_grant=True
+        )
+        self._refresh_tokens[refresh_token] = client_id
+        self.tokens_issued += [access_token, refresh_token]
+        return {
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": self.token_lifetime,
+            "refresh_token": refresh_token,
+            "user_id": self.user_id,
         }
 
     def client_for_token(self, access_token: str) -> str | None:

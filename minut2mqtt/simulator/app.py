@@ -2,18 +2,28 @@
 
 import base64
 import binascii
+import html
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
+from urllib.parse import urlencode, urlsplit
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, redirect, request
 from flask.json.provider import DefaultJSONProvider
 from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound
 from werkzeug.http import HTTP_STATUS_CODES
 
-from .account import API_PREFIX, TOKEN_PATH, JsonObject, SimulatedAccount
+from .account import (
+    API_PREFIX,
+    AUTHORIZE_PATH,
+    OAUTH_PATHS,
+    TOKEN_PATH,
+    JsonObject,
+    OAuthGrantError,
+    SimulatedAccount,
+)
 from .timefmt import parse_time, utc_now
 from .timeseries import SERIES_SENSORS, sample_times, synthetic_series
 
@@ -28,7 +38,9 @@ DEFAULT_SERIES_RESOLUTION_SECONDS: Final = 3600
 MIN_SERIES_RESOLUTION_SECONDS: Final = 60
 
 GrantHandler = Callable[[SimulatedAccount, str, "MultiDict[str, str]"], JsonObject]
-"""Turns an authenticated client's token request form into the token answer."""
+"""Turns an authenticated client's token request form into the token answer.
+
+Raises OAuthGrantError for a request the grant's rules refuse."""
 
 
 def _client_credentials_grant(
@@ -37,9 +49,48 @@ def _client_credentials_grant(
     return account.issue_token(client_id)
 
 
+def _authorization_code_grant(
+    account: SimulatedAccount, client_id: str, form: "MultiDict[str, str]"
+) -> JsonObject:
+    code = form.get("code")
+    if not code:
+        raise OAuthGrantError("invalid_request", "code is required")
+    return account.exchange_code(client_id, code, form.get("redirect_uri"))
+
+
+def _refresh_token_grant(
+    account: SimulatedAccount, client_id: str, form: "MultiDict[str, str]"
+) -> JsonObject:
+    refresh_token = form.get("refresh_token")
+    if not refresh_token:
+        raise OAuthGrantError("invalid_request", "refresh_token is required")
+    return account.refresh(client_id, refresh_token)
+
+
 GRANT_HANDLERS: Final[Mapping[str, GrantHandler]] = {
     "client_credentials": _client_credentials_grant,
+    "authorization_code": _authorization_code_grant,
+    "refresh_token": _refresh_token_grant,
 }
+
+APPROVE_PAGE: Final = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Minut (simulated): authorize {client_id}</title>
+<style>body{{font-family:sans-serif;max-width:30em;margin:2em auto;padding:0 1em}}
+button{{font-size:1.1em;padding:.5em 1.2em;margin-right:1em}}</style></head>
+<body><h1>Minut (simulated)</h1>
+<p>The application <strong>{client_id}</strong> asks for access to the Minut account of
+<strong>{email}</strong>: its homes, Points and events.</p>
+<p>It will return to <code>{redirect_uri}</code>.</p>
+<form method="post" action="{action}">
+<input type="hidden" name="client_id" value="{client_id}">
+<input type="hidden" name="redirect_uri" value="{redirect_uri}">
+<input type="hidden" name="state" value="{state}">
+<button type="submit" name="decision" value="approve" id="approve">Approve</button>
+<button type="submit" name="decision" value="deny" id="deny">Deny</button>
+</form></body></html>
+"""
 
 
 def error_response(
@@ -81,7 +132,7 @@ def _install_guards(app: Flask, account: SimulatedAccount) -> None:
                 "simulated failure",
                 failure.retry_after,
             )
-        if request.url_rule is None or request.path == TOKEN_PATH:
+        if request.url_rule is None or request.path in OAUTH_PATHS:
             return None
         client_id = account.client_for_token(_bearer_token())
         if client_id is None:
@@ -114,8 +165,36 @@ def _add_oauth_routes(app: Flask, account: SimulatedAccount) -> None:
         handler = GRANT_HANDLERS.get(grant_type)
         if handler is None:
             return error_response(400, "unsupported_grant_type", f"{grant_type} is not supported")
-        answer = handler(account, credentials[0], request.form)
+        account.note_oauth_request("token", request.form)
+        try:
+            answer = handler(account, credentials[0], request.form)
+        except OAuthGrantError as refused:
+            return error_response(400, refused.error, str(refused))
         return answer, 200, {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+    @app.get(AUTHORIZE_PATH)
+    def authorize_page() -> ResponseReturnValue:
+        """What the user sees at Minut: approve or deny the application."""
+        client_id, redirect_uri = _authorization_request(account, request.args)
+        account.note_oauth_request("authorize", request.args)
+        if request.args.get("response_type") != "code":
+            return _back_to_client(redirect_uri, request.args, error="unsupported_response_type")
+        page = APPROVE_PAGE.format(
+            client_id=html.escape(client_id),
+            email=html.escape(account.email),
+            redirect_uri=html.escape(redirect_uri),
+            state=html.escape(request.args.get("state", "")),
+            action=html.escape(AUTHORIZE_PATH),
+        )
+        return page, 200, {"Content-Type": "text/html; charset=utf-8"}
+
+    @app.post(AUTHORIZE_PATH)
+    def authorize_decision() -> ResponseReturnValue:
+        client_id, redirect_uri = _authorization_request(account, request.form)
+        if request.form.get("decision") != "approve":
+            return _back_to_client(redirect_uri, request.form, error="access_denied")
+        code = account.authorize(client_id, redirect_uri)
+        return _back_to_client(redirect_uri, request.form, code=code)
 
     @app.get(f"{API_PREFIX}/users/me")
     def current_user() -> ResponseReturnValue:
@@ -264,6 +343,31 @@ def _events_in_window(account: SimulatedAccount, home_id: str | None) -> list[Js
         if (start is None or created >= start) and (end is None or created <= end):
             selected.append(event)
     return selected
+
+
+def _authorization_request(
+    account: SimulatedAccount, parameters: "MultiDict[str, str]"
+) -> tuple[str, str]:
+    """The client and redirect_uri of an authorize request; a bad one is never redirected to."""
+    client_id = parameters.get("client_id", "")
+    redirect_uri = parameters.get("redirect_uri", "")
+    if client_id != account.client_id:
+        raise BadRequest("unknown client_id")
+    if urlsplit(redirect_uri).scheme not in ("http", "https") or not urlsplit(redirect_uri).netloc:
+        raise BadRequest("redirect_uri must be an absolute http(s) URL")
+    return client_id, redirect_uri
+
+
+def _back_to_client(
+    redirect_uri: str, parameters: "MultiDict[str, str]", **answer: str
+) -> ResponseReturnValue:
+    """Send the browser back to the client with `answer` and the request's `state`."""
+    query = dict(answer)
+    state = parameters.get("state")
+    if state is not None:
+        query["state"] = state
+    separator = "&" if urlsplit(redirect_uri).query else "?"
+    return redirect(redirect_uri + separator + urlencode(query), code=302)
 
 
 def _client_credentials() -> tuple[str, str] | None:
