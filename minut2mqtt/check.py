@@ -13,6 +13,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from .minut.client import MinutApiError, MinutClient
 from .mqtt.publisher import tls_context
 from .settings import Settings
+from .webhook import page_url
 
 
 @dataclass(frozen=True)
@@ -82,11 +83,20 @@ def check_broker(settings: Settings, timeout: float) -> str:
 
 
 def check_minut(settings: Settings, timeout: float) -> str:
-    """Get a token and read the homes and devices once (three requests of the budget)."""
+    """Get a token and read the homes and devices once (three requests of the budget).
+
+    With `minut.auth: authorization_code` the token is the connected account's, kept in
+    state_dir (refreshed if due, the new tokens kept there for the bridge); with none, it fails.
+    """
     minut = settings.minut
     if not minut.client_id or not minut.client_secret.get_secret_value():
         raise CheckFailed("minut.client_id and minut.client_secret are required")
-    client = MinutClient.from_settings(minut, timeout=timeout)
+    client = MinutClient.from_settings(
+        minut,
+        timeout=timeout,
+        state_dir=settings.state_dir,
+        page_url=page_url(settings.webhook),
+    )
     try:
         homes = client.get_homes()
         devices = client.get_devices()

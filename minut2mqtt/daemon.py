@@ -31,7 +31,7 @@ from .mqtt.publisher import MqttOptions, MqttPublisher, tls_context
 from .mqtt.topics import Topics
 from .settings import Settings
 from .statefiles import read_json, webhook_secret, write_json
-from .webhook import create_app
+from .webhook import create_app, page_options_for, page_url
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,7 +63,9 @@ class Daemon:
     ):
         self.settings = settings
         self.topics = Topics(settings.mqtt.base_topic, settings.mqtt.discovery_prefix)
-        self.minut = MinutClient.from_settings(settings.minut)
+        self.minut = MinutClient.from_settings(
+            settings.minut, state_dir=settings.state_dir, page_url=page_url(settings.webhook)
+        )
         mqtt = settings.mqtt
         self.publisher = MqttPublisher(
             MqttOptions(
@@ -152,6 +154,7 @@ class Daemon:
             hook=lambda: self.hook,
             signature_header=webhook.signature_header,
             token_header=webhook.token_header,
+            page=page_options_for(self),
         )
         try:
             self._webhook_server = BackgroundServer(

@@ -30,6 +30,8 @@ from .logs import LogFormat
 ENV_PREFIX = "MINUT2MQTT_"
 ENV_NESTED_DELIMITER = "__"
 TOPIC_SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
+CALLBACK_PATH = "/api/minut"
+"""Where Minut sends the browser back after authorizing (the path Home Assistant used too)."""
 NO_KEY_PASSPHRASE = ""
 """Given to load_cert_chain so that an encrypted key fails instead of prompting on the terminal."""
 
@@ -46,6 +48,16 @@ class MinutSettings(Section):
     api_url: str = "https://api.minut.com/v8"
     client_id: str = ""
     client_secret: SecretStr = SecretStr("")
+    auth: Literal["client_credentials", "authorization_code"] = Field(
+        "client_credentials",
+        description="client_credentials: the account that owns the OAuth client; "
+        "authorization_code: an account connected on the bridge's page (partner clients)",
+    )
+    redirect_uri: str | None = Field(
+        None,
+        description="OAuth callback for authorization_code, <address of the page>/api/minut; "
+        "null: derived from the browser's request (set it behind a reverse proxy)",
+    )
     poll_interval: float = Field(300, ge=10, description="seconds between polls")
     stale_after: float = Field(
         7200,
@@ -68,6 +80,19 @@ class MinutSettings(Section):
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("redirect_uri")
+    @classmethod
+    def _callback_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with https:// (or http://), got {value!r}")
+        if not value.rstrip("/").endswith(CALLBACK_PATH):
+            raise ValueError(
+                f"must end with {CALLBACK_PATH} (the bridge's callback), got {value!r}"
+            )
         return value.rstrip("/")
 
 
@@ -180,6 +205,11 @@ class WebhookSettings(Section):
     token_header: str = Field(
         "X-Minut-Token", description="header with the token given at registration"
     )
+    page_password: SecretStr | None = Field(
+        None,
+        description="password (HTTP Basic, any user name) of the status page and account "
+        "connect; null: they answer only at http://localhost:<port>/ on this machine",
+    )
 
     @field_validator("public_url")
     @classmethod
@@ -187,6 +217,11 @@ class WebhookSettings(Section):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"must start with https:// (or http://), got {value!r}")
         return value.rstrip("/") if value else None
+
+    @field_validator("page_password")
+    @classmethod
+    def _empty_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
 
 
 class Settings(BaseSettings):

@@ -1,40 +1,29 @@
-"""The Minut API client: OAuth2 client-credentials session, typed errors; requests scheduled."""
+"""The Minut API client: one authenticated session, typed errors; requests scheduled."""
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
-from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error
-from requests.auth import HTTPBasicAuth
-from requests_oauthlib import OAuth2Session
 
 from ..settings import MinutSettings
+from .errors import MinutApiError, MinutAuthError, retry_after_seconds
 from .scheduler import Priority, RequestScheduler
+from .tokens import (
+    AuthorizationCodeTokens,
+    ClientCredentialsTokens,
+    TokenSource,
+    allow_plain_http_for,
+    token_url,
+)
+
+__all__ = ["MinutApiError", "MinutAuthError", "MinutClient"]
 
 log = logging.getLogger(__name__)
-
-TOKEN_RENEW_MARGIN = 120.0
-"""Seconds before `expires_in` runs out at which the token is renewed (at most a tenth of it)."""
-
-
-class MinutApiError(Exception):
-    """A request to the Minut API failed; `retry_after` is the API's own hint, if it gave one."""
-
-    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-
-class MinutAuthError(MinutApiError):
-    """The token endpoint refused our credentials: nothing works until the user fixes them."""
 
 
 class MinutClient:
@@ -43,42 +32,69 @@ class MinutClient:
     def __init__(
         self,
         api_url: str,
-        client_id: str,
-        client_secret: str,
+        client_id: str = "",
+        client_secret: str = "",
         *,
         timeout: float = 20.0,
         scheduler: RequestScheduler | None = None,
         clock: Callable[[], float] = time.time,
+        tokens: TokenSource | None = None,
     ):
+        """`tokens` defaults to the client-credentials grant of `client_id`; a source given
+        instead must spend the same `scheduler`."""
         self.api_url = api_url.rstrip("/")
-        self._client_id = client_id
-        self._client_secret = client_secret
         self._timeout = timeout
         self.scheduler = scheduler or RequestScheduler(per_minute=100)
-        self._clock = clock
-        self._token_lock = threading.Lock()
-        self._oauth = OAuth2Session(client=BackendApplicationClient(client_id=client_id))
         self._http = requests.Session()
-        self._access_token = ""
-        self._token_renew_at = 0.0
-        if urlsplit(self.api_url).scheme == "http":
-            # oauthlib refuses tokens over plain HTTP; only the local simulator is served that way.
-            log.info("Minut API at %s is plain HTTP: use that only for the simulator", api_url)
-            os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
+        allow_plain_http_for(self.api_url)
+        self.tokens: TokenSource = tokens or ClientCredentialsTokens(
+            self.api_url,
+            client_id,
+            client_secret,
+            scheduler=self.scheduler,
+            timeout=timeout,
+            clock=clock,
+        )
 
     @classmethod
-    def from_settings(cls, minut: MinutSettings, timeout: float | None = None) -> MinutClient:
+    def from_settings(
+        cls,
+        minut: MinutSettings,
+        timeout: float | None = None,
+        *,
+        state_dir: Path | None = None,
+        page_url: str = "the bridge's web page",
+    ) -> MinutClient:
+        """The client `minut` describes; `state_dir` keeps a connected account's tokens
+        (`minut.auth: authorization_code`), `page_url` is where a person connects one."""
+        timeout = minut.request_timeout if timeout is None else timeout
+        scheduler = RequestScheduler(per_minute=minut.requests_per_minute)
+        client_secret = minut.client_secret.get_secret_value()
+        tokens: TokenSource | None = None
+        if minut.auth == "authorization_code":
+            if state_dir is None:
+                raise ValueError("minut.auth authorization_code keeps its tokens in state_dir")
+            tokens = AuthorizationCodeTokens(
+                minut.api_url,
+                minut.client_id,
+                client_secret,
+                state_dir,
+                scheduler=scheduler,
+                timeout=timeout,
+                page_url=page_url,
+            )
         return cls(
             minut.api_url,
             minut.client_id,
-            minut.client_secret.get_secret_value(),
-            timeout=minut.request_timeout if timeout is None else timeout,
-            scheduler=RequestScheduler(per_minute=minut.requests_per_minute),
+            client_secret,
+            timeout=timeout,
+            scheduler=scheduler,
+            tokens=tokens,
         )
 
     @property
     def token_url(self) -> str:
-        return f"{self.api_url}/oauth/token"
+        return token_url(self.api_url)
 
     def get_devices(self) -> list[dict[str, Any]]:
         return _list_of_objects(self.request("GET", "/devices"), "devices")
@@ -90,11 +106,11 @@ class MinutClient:
         self, method: str, path: str, *, priority: Priority = Priority.POLL, **kwargs: Any
     ) -> Any:
         """JSON answer of one API call; renews the token when it is due or refused once."""
-        token = self._current_token()
+        token = self.tokens.access_token()
         response = self._send(method, path, token, priority, **kwargs)
         if response.status_code == 401:
             log.info("Minut API refused the access token; requesting a new one")
-            token = self._renewed_token(refused=token)
+            token = self.tokens.renew(refused=token)
             response = self._send(method, path, token, priority, **kwargs)
         if response.status_code >= 400:
             error = _error_from(response, f"{method} {path}")
@@ -122,56 +138,9 @@ class MinutClient:
         except requests.RequestException as error:
             raise MinutApiError(f"{method} {path}: {type(error).__name__}: {error}") from None
 
-    def _current_token(self) -> str:
-        with self._token_lock:
-            if self._access_token and self._clock() < self._token_renew_at:
-                return self._access_token
-            return self._fetch_token()
-
-    def _renewed_token(self, refused: str) -> str:
-        with self._token_lock:
-            if self._access_token != refused:  # another thread renewed it meanwhile
-                return self._access_token
-            return self._fetch_token()
-
-    def _fetch_token(self) -> str:
-        """A new access token from the token endpoint (the caller holds the token lock)."""
-        self.scheduler.acquire(Priority.TOKEN)
-        try:
-            token = self._oauth.fetch_token(
-                token_url=self.token_url,
-                auth=HTTPBasicAuth(self._client_id, self._client_secret),
-                timeout=self._timeout,
-            )
-        except OAuth2Error as error:
-            status = getattr(error, "status_code", None)
-            if error.error in ("invalid_client", "unauthorized_client", "invalid_grant"):
-                raise MinutAuthError(
-                    f"Minut refused the client credentials ({error.error}): check "
-                    "minut.client_id and minut.client_secret",
-                    status,
-                ) from None
-            raise MinutApiError(
-                f"token request to {self.token_url} failed: {error.error}", status
-            ) from None
-        except requests.RequestException as error:
-            raise MinutApiError(
-                f"token request to {self.token_url} failed: {type(error).__name__}"
-            ) from None
-        except ValueError as error:  # an HTML error page or an empty body
-            raise MinutApiError(f"token request to {self.token_url} failed: {error}") from None
-        access_token = token.get("access_token")
-        if not isinstance(access_token, str) or not access_token:
-            raise MinutApiError("token request failed: the answer has no access_token")
-        expires_in = float(token.get("expires_in") or 3600)
-        self._access_token = access_token
-        self._token_renew_at = self._clock() + expires_in - min(TOKEN_RENEW_MARGIN, expires_in / 10)
-        log.debug("Minut access token renewed, valid for %.0f s", expires_in)
-        return access_token
-
 
 def _error_from(response: requests.Response, what: str) -> MinutApiError:
-    retry_after = _retry_after(response.headers.get("Retry-After"))
+    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
     reason = response.reason or ""
     try:
         body = response.json()
@@ -182,15 +151,6 @@ def _error_from(response: requests.Response, what: str) -> MinutApiError:
     return MinutApiError(
         f"{what}: HTTP {response.status_code} {reason}".strip(), response.status_code, retry_after
     )
-
-
-def _retry_after(header: str | None) -> float | None:
-    if header is None:
-        return None
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        return None
 
 
 def _list_of_objects(answer: Any, key: str) -> list[dict[str, Any]]:

@@ -1,0 +1,363 @@
+"""The bridge's status page: a snapshot of what the daemon knows, rendered as plain HTML.
+
+`snapshot_of` reads the running daemon; `render` is pure (snapshot in, HTML out), escapes every
+value, and needs nothing from elsewhere: inline CSS, no script, readable on a phone. Nothing on
+the page is a secret: no token, no client secret, no webhook secret.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Literal
+
+from .entities import DEVICE_STATES, HOME_STATES, READINGS, reading_spec
+from .minut.models import Reading
+from .minut.tokens import AuthorizationCodeTokens
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+    from .state import DeviceState
+
+READING_ORDER = {spec.key: index for index, spec in enumerate(READINGS)}
+REFRESH_SECONDS_WHILE_CONNECTING = 3
+"""The page reloads itself this often between connecting an account and its first poll."""
+
+
+@dataclass(frozen=True)
+class ReadingRow:
+    name: str
+    text: str
+    stale: bool
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    name: str
+    model: str
+    offline: bool
+    readings: tuple[ReadingRow, ...]
+    active_states: tuple[str, ...]
+    last_heard: datetime | None
+
+
+@dataclass(frozen=True)
+class HomeRow:
+    name: str
+    alarm_status: str | None
+    active_states: tuple[str, ...]
+    devices: tuple[DeviceRow, ...]
+
+
+@dataclass(frozen=True)
+class AccountView:
+    auth: Literal["client_credentials", "authorization_code"]
+    connected: bool
+    """authorization_code: tokens are held; client_credentials: always (the client's account)."""
+    user_id: str | None = None
+    since: datetime | None = None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    account: AccountView
+    homes: tuple[HomeRow, ...]
+    last_poll: datetime | None
+    last_poll_error: str | None
+    last_webhook: datetime | None
+    mqtt_connected: bool
+    mqtt_broker: str
+    requests_last_minute: int
+    requests_per_minute: int
+    stale_after: float
+    now: datetime
+
+    @property
+    def awaiting_first_poll(self) -> bool:
+        """An account was connected and not read since: the page reloads until it is."""
+        account = self.account
+        if not account.connected or account.auth != "authorization_code":
+            return False
+        return self.last_poll is None or (
+            account.since is not None and self.last_poll < account.since
+        )
+
+
+# -- reading the daemon ---------------------------------------------------------------------------
+
+
+def snapshot_of(daemon: Daemon) -> StatusSnapshot:
+    settings = daemon.settings
+    tokens = daemon.minut.tokens
+    if isinstance(tokens, AuthorizationCodeTokens):
+        status = tokens.status()
+        account = AccountView(
+            "authorization_code", status.connected, status.user_id, status.since, status.problem
+        )
+    else:
+        account = AccountView("client_credentials", True)
+    devices = dict(daemon.bridge.devices)  # one step: the poller may change the dict meanwhile
+    homes = dict(daemon.bridge.homes)
+    stale_after = settings.minut.stale_after
+    now = datetime.now(UTC)
+    rows: list[HomeRow] = []
+    placed: set[str] = set()
+    for home_id, home_state in homes.items():
+        members = [state for state in devices.values() if state.device.home_id == home_id]
+        placed.update(state.device.device_id for state in members)
+        rows.append(
+            HomeRow(
+                name=home_state.home.name,
+                alarm_status=home_state.home.alarm_status,
+                active_states=tuple(
+                    spec.name for spec in HOME_STATES if home_state.states.get(spec.key)
+                ),
+                devices=tuple(_device_row(state, now, stale_after) for state in members),
+            )
+        )
+    homeless = [state for device_id, state in devices.items() if device_id not in placed]
+    if homeless:
+        rows.append(
+            HomeRow(
+                name="Points of no known home",
+                alarm_status=None,
+                active_states=(),
+                devices=tuple(_device_row(state, now, stale_after) for state in homeless),
+            )
+        )
+    return StatusSnapshot(
+        account=account,
+        homes=tuple(rows),
+        last_poll=daemon.last_poll,
+        last_poll_error=daemon.last_poll_error,
+        last_webhook=daemon.last_webhook_at,
+        mqtt_connected=daemon.publisher.connected,
+        mqtt_broker=f"{settings.mqtt.host}:{settings.mqtt.port}",
+        requests_last_minute=daemon.minut.scheduler.used_last_minute(),
+        requests_per_minute=settings.minut.requests_per_minute,
+        stale_after=stale_after,
+        now=now,
+    )
+
+
+def _device_row(state: DeviceState, now: datetime, stale_after: float) -> DeviceRow:
+    device = state.device
+    readings = dict(state.readings)
+    shown = sorted(
+        (key for key in readings if reading_spec(key).enabled_by_default),
+        key=lambda key: READING_ORDER.get(key, len(READING_ORDER)),
+    )
+    return DeviceRow(
+        name=device.name,
+        model=device.model,
+        offline=device.offline,
+        readings=tuple(_reading_row(key, readings[key], now, stale_after) for key in shown),
+        active_states=tuple(spec.name for spec in DEVICE_STATES if state.states.get(spec.key)),
+        last_heard=device.last_heard_from_at,
+    )
+
+
+def _reading_row(key: str, reading: Reading, now: datetime, stale_after: float) -> ReadingRow:
+    spec = reading_spec(key)
+    precision = spec.precision if spec.precision is not None else 2
+    text = f"{reading.value:.{precision}f}"
+    if spec.unit:
+        text += f"\N{NO-BREAK SPACE}{spec.unit}" if spec.unit != "%" else spec.unit
+    stale = reading.time is None or now - reading.time > timedelta(seconds=stale_after)
+    return ReadingRow(spec.name, text, stale)
+
+
+# -- rendering ------------------------------------------------------------------------------------
+
+STYLE = """
+:root{color-scheme:light dark;--muted:#6b7280;--ok:#15803d;--bad:#b91c1c;--card:#8881}
+body{font:16px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;
+max-width:46rem;padding:.75rem}
+h1{font-size:1.4rem;margin:.2rem 0 .8rem}h2{font-size:1.15rem;margin:1.2rem 0 .4rem}
+h3,h4{font-size:1.05rem;margin:.2rem 0}
+section,article{background:var(--card);border-radius:.6rem;padding:.6rem .8rem;margin:.6rem 0}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem .8rem;margin:.3rem 0}
+dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}
+.devices{list-style:none;padding:0;margin:.4rem 0 0;display:grid;
+grid-template-columns:repeat(auto-fill,minmax(13rem,1fr));gap:.5rem}
+.devices li{border:1px solid #8884;border-radius:.5rem;padding:.45rem .6rem}
+.meta,.stale{color:var(--muted);font-size:.9rem}.ok{color:var(--ok)}.bad{color:var(--bad)}
+.notice{border-left:.3rem solid var(--bad);padding:.4rem .7rem;background:var(--card)}
+.badge{display:inline-block;border-radius:.8rem;padding:0 .5rem;margin:.1rem .2rem 0 0;
+font-size:.85rem;background:#f59e0b33}
+button{font:inherit;padding:.55rem 1rem;border-radius:.5rem;border:1px solid #8888;
+cursor:pointer;min-height:2.75rem}
+button.primary{background:#2563eb;color:#fff;border-color:#2563eb}
+"""
+
+
+def render(snapshot: StatusSnapshot) -> str:
+    """The whole status page."""
+    refresh = (
+        f'<meta http-equiv="refresh" content="{REFRESH_SECONDS_WHILE_CONNECTING}">'
+        if snapshot.awaiting_first_poll
+        else ""
+    )
+    body = "".join(
+        (
+            "<h1>minut2mqtt</h1>",
+            _account_section(snapshot),
+            _bridge_section(snapshot),
+            _homes_section(snapshot),
+        )
+    )
+    return _document("minut2mqtt status", body, head=refresh)
+
+
+def render_message(title: str, message: str, *, back: str = "./") -> str:
+    """A small page saying what happened, with a way back to the status page."""
+    body = (
+        f"<h1>{_e(title)}</h1><p class=notice>{_e(message)}</p>"
+        f'<p><a href="{_e(back)}">Back to the status page</a></p>'
+    )
+    return _document(title, body)
+
+
+def _document(title: str, body: str, *, head: str = "") -> str:
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"{head}<title>{_e(title)}</title><style>{STYLE}</style></head>"
+        f"<body><main>{body}</main></body></html>\n"
+    )
+
+
+def _account_section(snapshot: StatusSnapshot) -> str:
+    account = snapshot.account
+    rows: list[tuple[str, str]] = []
+    button = ""
+    if account.auth == "client_credentials":
+        state = "the account that owns the OAuth client (client credentials)"
+        rows.append(("Account", _e(state)))
+    elif account.connected:
+        rows.append(("Account", '<span class="ok" id="account-state">connected</span>'))
+        if account.user_id:
+            rows.append(("Minut user", _e(account.user_id)))
+        if account.since:
+            rows.append(("Since", _moment(account.since, snapshot.now)))
+        button = _connect_form("Connect a different account", primary=False)
+    elif account.problem:
+        rows.append(("Account", '<span class="bad" id="account-state">connection lost</span>'))
+        button = _connect_form("Reconnect Minut account", primary=True)
+    else:
+        rows.append(("Account", '<span class="bad" id="account-state">not connected</span>'))
+        button = _connect_form("Connect Minut account", primary=True)
+    notice = f'<p class="notice">{_e(account.problem)}</p>' if account.problem else ""
+    if snapshot.awaiting_first_poll:
+        notice += '<p class="meta">Connected: reading the homes and Points…</p>'
+    return f'<section id="account"><h2>Minut account</h2>{notice}{_dl(rows)}{button}</section>'
+
+
+def _connect_form(label: str, *, primary: bool) -> str:
+    css = ' class="primary"' if primary else ""
+    return (
+        '<form method="post" action="connect">'
+        f'<button type="submit" id="connect"{css}>{_e(label)}</button></form>'
+    )
+
+
+def _bridge_section(snapshot: StatusSnapshot) -> str:
+    poll = _moment(snapshot.last_poll, snapshot.now) if snapshot.last_poll else "not yet"
+    if snapshot.last_poll_error:
+        poll += f'<br><span class="bad">last attempt failed: {_e(snapshot.last_poll_error)}</span>'
+    webhook = (
+        _moment(snapshot.last_webhook, snapshot.now) if snapshot.last_webhook else "none received"
+    )
+    mqtt_state = (
+        '<span class="ok">connected</span>'
+        if snapshot.mqtt_connected
+        else '<span class="bad">not connected</span>'
+    )
+    rows = [
+        ("Last poll", poll),
+        ("Last webhook", webhook),
+        ("MQTT broker", f"{mqtt_state} ({_e(snapshot.mqtt_broker)})"),
+        (
+            "API budget",
+            f"{snapshot.requests_last_minute} of {snapshot.requests_per_minute} requests "
+            "in the last minute",
+        ),
+    ]
+    return f'<section id="bridge"><h2>Bridge</h2>{_dl(rows)}</section>'
+
+
+def _homes_section(snapshot: StatusSnapshot) -> str:
+    if not snapshot.homes:
+        return '<h2>Homes</h2><p class="meta">No homes read yet.</p>'
+    return (
+        '<h2>Homes</h2><div id="homes">'
+        + "".join(_home(home, snapshot.now) for home in snapshot.homes)
+        + "</div>"
+    )
+
+
+def _home(home: HomeRow, now: datetime) -> str:
+    parts = [f"<article><h3>{_e(home.name)}</h3>"]
+    if home.alarm_status is not None:
+        parts.append(f'<p class="meta">Alarm: {_e(home.alarm_status.replace("_", " "))}</p>')
+    parts.append(_badges(home.active_states))
+    if home.devices:
+        parts.append('<ul class="devices">')
+        parts.extend(_device(device, now) for device in home.devices)
+        parts.append("</ul>")
+    else:
+        parts.append('<p class="meta">No Points.</p>')
+    parts.append("</article>")
+    return "".join(parts)
+
+
+def _device(device: DeviceRow, now: datetime) -> str:
+    rows = [
+        (
+            _e(reading.name),
+            _e(reading.text) + (' <span class="stale">(stale)</span>' if reading.stale else ""),
+        )
+        for reading in device.readings
+    ]
+    readings = _dl(rows) if rows else '<p class="meta">No readings.</p>'
+    offline = ' <span class="bad">offline</span>' if device.offline else ""
+    heard = f"heard {_moment(device.last_heard, now)}" if device.last_heard else "never heard"
+    return (
+        f"<li><h4>{_e(device.name)}{offline}</h4>{readings}{_badges(device.active_states)}"
+        f'<p class="meta">{_e(device.model)} · {heard}</p></li>'
+    )
+
+
+def _badges(names: tuple[str, ...]) -> str:
+    return "".join(f'<span class="badge">{_e(name)}</span>' for name in names)
+
+
+def _dl(rows: list[tuple[str, str]]) -> str:
+    """A definition list of (label, already escaped HTML) pairs."""
+    return "<dl>" + "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in rows) + "</dl>"
+
+
+def _moment(moment: datetime, now: datetime) -> str:
+    """`2026-11-23 16:20 UTC (3 min ago)`, in a <time> element."""
+    utc = moment.astimezone(UTC)
+    shown = utc.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f'<time datetime="{_e(utc.isoformat())}">{shown}</time> ({_ago(now - utc)})'
+
+
+def _ago(elapsed: timedelta) -> str:
+    seconds = int(elapsed.total_seconds())
+    if seconds < 0:
+        return "just now"
+    if seconds < 60:
+        return f"{seconds} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} days ago"
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=True)
