@@ -1,11 +1,13 @@
-"""Secrets never show: not in the bridge's log (at DEBUG), not on any MQTT topic or payload.
+"""Secrets never show: not in the bridge's log (at DEBUG), not on MQTT, not on its page.
 
-One real `minut2mqtt run` with its secrets in the environment, against a Mosquitto that checks
-a password and the simulator, through polls, a webhook delivery, a delivery to a wrong secret,
-expired tokens and an API error. Then every secret, and every OAuth access token the simulator
-issued, is looked for in every line the bridge wrote and in every MQTT message the broker
-carried. (The bridge runs in its own process, so its stderr is its whole log; this process only
-holds the simulator, which must know the secrets.)
+One real `minut2mqtt run` per OAuth grant, with its secrets in the environment, against a
+Mosquitto that checks a password and the simulator, through polls, a webhook delivery, a
+delivery to a wrong secret, expired tokens and an API error; with the authorization-code grant
+also connecting the account on the bridge's page, a refresh, a revoked grant and a reconnect.
+Then every secret, every OAuth token the simulator issued and every authorization code is looked
+for in every line the bridge wrote, in every MQTT message the broker carried and in the page.
+(The bridge runs in its own process, so its stderr is its whole log; this process only holds the
+simulator, which must know the secrets.)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -47,6 +50,7 @@ LOG_RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (\w+) +([\
 
 @dataclass
 class FinishedSession:
+    grant: str
     secrets: dict[str, str]  # what it is → the secret text
     bridge_log: str  # the process's stderr and stdout
     mqtt: list[Message]
@@ -55,6 +59,7 @@ class FinishedSession:
     events_published: list[Message]
     wrong_secret_answer: int
     broker_log: str
+    page: str
 
     def log_records(self) -> list[tuple[str, str]]:
         """(logger name, whole record text) of the bridge's log; tracebacks stay with theirs."""
@@ -104,23 +109,18 @@ def requests_after(account: SimulatedAccount, index: int) -> list[tuple[str, str
     return list(account.requests[index:])
 
 
-@pytest.fixture(scope="module")
-def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FinishedSession]:
-    tmp_path = tmp_path_factory.mktemp("secrets")
+@pytest.fixture(scope="module", params=["client_credentials", "authorization_code"])
+def session(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FinishedSession]:
+    grant: str = request.param
+    tmp_path = tmp_path_factory.mktemp(f"secrets-{grant}")
     account = SimulatedAccount(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
     account.add_home(home_id="home1", name="Beach house")
     account.add_device(
         device_id="dev1", home_id="home1", description="Hallway", readings={"temperature": 21.4}
     )
-    issued_tokens: list[str] = []
-    issue_token = account.issue_token
-
-    def issue_and_note(client_id: str) -> dict[str, Any]:
-        answer = issue_token(client_id)
-        issued_tokens.append(answer["access_token"])
-        return answer
-
-    account.issue_token = issue_and_note  # type: ignore[method-assign]
+    codes: list[str] = []
     broker = broker_checking_passwords(tmp_path)
     webhook_port = random_free_port()
     base_url = f"http://127.0.0.1:{webhook_port}"
@@ -130,6 +130,9 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FinishedSessio
         "MINUT2MQTT_MQTT__PASSWORD": MQTT_PASSWORD,
         "MINUT2MQTT_WEBHOOK__SECRET": WEBHOOK_SECRET,
     }
+    grant_options = [f"--minut.auth={grant}"]
+    if grant == "authorization_code":  # pull events every second: tokens are used at once
+        grant_options.append("--minut.pull_events_after_silence=1")
     output_path = tmp_path / "run.log"
     try:
         with (
@@ -146,6 +149,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FinishedSessio
                     f"--minut.api_url={simulator.base_url}",
                     f"--minut.client_id={CLIENT_ID}",
                     "--minut.poll_interval=10",
+                    *grant_options,
                     f"--mqtt.port={broker.port}",
                     f"--mqtt.username={MQTT_USERNAME}",
                     "--webhook.host=127.0.0.1",
@@ -158,8 +162,10 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FinishedSessio
                 env=environment,
             )
             try:
-                mqtt.wait_for_topic("minut2mqtt/device/dev1/state", 20)
                 wait_until(lambda: healthz_answers(base_url), "the webhook listener answering")
+                if grant == "authorization_code":
+                    codes.append(connect_on_the_page(base_url))
+                mqtt.wait_for_topic("minut2mqtt/device/dev1/state", 20)
 
                 account.register_webhook(f"{base_url}/webhook/{WEBHOOK_SECRET}")
                 account.inject_event("tamper", home_id="home1", device_id="dev1")
@@ -168,15 +174,26 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FinishedSessio
                 requests.post(f"{base_url}/webhook/{WEBHOOK_SECRET}", data=b"not json", timeout=10)
 
                 seen = len(account.requests)
+                issued = len(account.tokens_issued)
                 account.expire_tokens()
                 account.fail_next(1, status=500)
                 wait_until(
                     lambda: (
-                        ("GET", "/v8/devices", 200) in requests_after(account, seen)
-                        and len(issued_tokens) >= 2
+                        any(
+                            status == 200 and path.startswith(("/v8/devices", "/v8/homes"))
+                            for _, path, status in requests_after(account, seen)
+                        )
+                        and len(account.tokens_issued) > issued
                     ),
-                    "a poll failing with HTTP 500, then one renewing the token and succeeding",
+                    "a request failing with HTTP 500, then one renewing the token and succeeding",
                 )
+                if grant == "authorization_code":
+                    account.revoke_user_grant()
+                    wait_until(
+                        lambda: "Reconnect" in page_text(base_url), "the page offering to reconnect"
+                    )
+                    codes.append(connect_on_the_page(base_url))
+                page = page_text(base_url)
                 process.send_signal(signal.SIGTERM)
                 exit_status = process.wait(timeout=20)
             finally:
@@ -191,6 +208,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FinishedSessio
         broker.stop()
     broker_log = broker.log_path.read_text() if isinstance(broker, MosquittoBroker) else ""
     yield FinishedSession(
+        grant=grant,
         secrets={
             "minut.client_secret": CLIENT_SECRET,
             "minut.client_secret in an HTTP Basic header": base64.b64encode(
@@ -198,7 +216,8 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FinishedSessio
             ).decode(),
             "mqtt.password": MQTT_PASSWORD,
             "webhook.secret": WEBHOOK_SECRET,
-            **{f"access token #{n}": token for n, token in enumerate(issued_tokens, 1)},
+            **{f"OAuth token #{n}": token for n, token in enumerate(account.tokens_issued, 1)},
+            **{f"authorization code #{n}": code for n, code in enumerate(codes, 1)},
         },
         bridge_log=output_path.read_text(errors="replace"),
         mqtt=recorded,
@@ -207,7 +226,26 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FinishedSessio
         events_published=[event],
         wrong_secret_answer=wrong.status_code,
         broker_log=broker_log,
+        page=page,
     )
+
+
+def connect_on_the_page(base_url: str) -> str:
+    """Connect, approve at the simulator, come back, as a browser would; the code Minut gave."""
+    started = requests.post(f"{base_url}/connect", allow_redirects=False, timeout=10)
+    authorize = started.headers["Location"]
+    form = {key: values[0] for key, values in parse_qs(urlsplit(authorize).query).items()}
+    approved = requests.post(
+        authorize.split("?")[0], data={**form, "decision": "approve"}, allow_redirects=False
+    )
+    callback = approved.headers["Location"]
+    back = requests.get(callback, allow_redirects=False, timeout=20)
+    assert back.status_code == 303, back.text
+    return parse_qs(urlsplit(callback).query)["code"][0]
+
+
+def page_text(base_url: str) -> str:
+    return requests.get(f"{base_url}/", timeout=10).text
 
 
 def healthz_answers(base_url: str) -> bool:
@@ -220,9 +258,9 @@ def healthz_answers(base_url: str) -> bool:
 def test_the_session_went_through_everything_that_might_leak(session: FinishedSession) -> None:
     assert session.exit_status == 0, session.bridge_log[-3000:]
     requests_made = session.account.requests
-    assert ("GET", "/v8/devices", 500) in requests_made
-    assert ("GET", "/v8/devices", 401) in requests_made  # the expired token was refused
-    assert sum(what.startswith("access token") for what in session.secrets) >= 2
+    assert any(status == 500 for _, _, status in requests_made)
+    assert any(status == 401 for _, path, status in requests_made if path != "/v8/oauth/token")
+    assert sum(what.startswith("OAuth token") for what in session.secrets) >= 2
     assert session.account.deliveries, "the simulator delivered no webhook"
     assert [json.loads(event.payload)["type"] for event in session.events_published] == ["tamper"]
     assert session.wrong_secret_answer == 404
@@ -230,6 +268,13 @@ def test_the_session_went_through_everything_that_might_leak(session: FinishedSe
     assert "Traceback" not in session.bridge_log
     if session.broker_log:  # Mosquitto: the bridge logged in with the password
         assert f"u'{MQTT_USERNAME}'" in session.broker_log
+    if session.grant == "authorization_code":
+        grants = [
+            params["grant_type"] for leg, params in session.account.oauth_log if leg == "token"
+        ]
+        assert grants.count("authorization_code") == 2 and "refresh_token" in grants
+        assert "no longer accepts" in session.bridge_log  # the revoked grant was noticed
+        assert "Hallway" in session.page and ">connected<" in session.page
 
 
 def test_no_secret_on_any_mqtt_topic_or_payload(session: FinishedSession) -> None:
@@ -252,6 +297,11 @@ def test_no_secret_in_any_log_line_at_debug(session: FinishedSession) -> None:
     records = session.log_records()
     assert sum(name.startswith("minut2mqtt") for name, _ in records) > 10
     assert not leaks_in(records, session.secrets)
+
+
+def test_no_secret_on_the_page(session: FinishedSession) -> None:
+    assert "Hallway" in session.page
+    assert not secrets_in(session.page, session.secrets)
 
 
 def test_requests_oauthlib_stays_silent_even_at_debug(session: FinishedSession) -> None:
