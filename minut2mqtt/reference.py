@@ -144,7 +144,7 @@ MISSING_DESCRIPTIONS: dict[str, str] = {
     "mqtt.discovery_prefix": "Home Assistant's discovery prefix",
     "mqtt.keepalive": "MQTT keepalive, seconds",
     "webhook.host": "address the webhook listener (and `/healthz`) binds to",
-    "state_dir": "directory for the bridge's own files (webhook secret, event ids, event cursor, …)",
+    "state_dir": "directory for the bridge's own files (webhook secret, event ids, tokens, …)",
     "log_level": "log level (any case)",
 }
 """Used for keys whose field in settings.py has no description (settings.py's wins)."""
