@@ -13,7 +13,14 @@ class MinutApiError(Exception):
 
 
 class MinutAuthError(MinutApiError):
-    """Minut refused our credentials or grant: nothing works until the user fixes them."""
+    """Minut refused our credentials or grant: nothing works until the user fixes them.
+
+    Its status is 401 whatever the token endpoint answered (invalid_grant comes as a 400): to
+    the request that needed the token, this is "unauthorized", not "bad request".
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message, 401, retry_after)
 
 
 def retry_after_seconds(header: str | None) -> float | None:

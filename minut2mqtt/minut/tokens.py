@@ -192,8 +192,7 @@ class ClientCredentialsTokens(_CachedTokens):
             if refused.error in ("invalid_client", "unauthorized_client", "invalid_grant"):
                 raise MinutAuthError(
                     f"Minut refused the client credentials ({refused.error}): check "
-                    "minut.client_id and minut.client_secret",
-                    refused.status,
+                    "minut.client_id and minut.client_secret"
                 ) from None
             raise MinutApiError(
                 f"token request to {self.token_url} failed: {refused.error}", refused.status
@@ -359,9 +358,7 @@ class AuthorizationCodeTokens(_CachedTokens):
                 self._forget(
                     f"Minut no longer accepts the account's authorization ({refused.error})"
                 )
-                raise MinutAuthError(
-                    f"{self._lost}: open {self.page_url} and reconnect", refused.status
-                ) from None
+                raise MinutAuthError(f"{self._lost}: open {self.page_url} and reconnect") from None
             raise MinutApiError(
                 f"token refresh at {self.token_url} failed: {refused.error}", refused.status
             ) from None
