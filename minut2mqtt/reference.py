@@ -24,6 +24,7 @@ from pydantic.fields import FieldInfo
 
 from .entities import (
     BATTERY_LOW_PERCENT,
+    BRIDGE_VALUES,
     DEVICE_STATES,
     HOME_STATES,
     HOME_VALUES,
@@ -98,6 +99,15 @@ def entity_reference() -> str:
         ),
         "",
         *_binary_table(HOME_STATES),
+        "",
+        "### The bridge itself: diagnostic entities on `bridge/state`",
+        "",
+        "| key | Home Assistant name | component | device class |",
+        "|---|---|---|---|",
+        *(
+            f"| `{value.key}` | {value.name} | {value.component} | {value.device_class or '—'} |"
+            for value in BRIDGE_VALUES
+        ),
     ]
     return "\n".join(lines)
 

@@ -54,6 +54,8 @@ class FaultyLink:
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._server.getsockname()[1]
         self._open: list[socket.socket] = []
+        self.hung = 0
+        """Connections accepted in `hang` mode (each left its client waiting)."""
         self._lock = threading.Lock()
         self._closed = False
         threading.Thread(target=self._accept, name="faulty-link", daemon=True).start()
@@ -85,6 +87,7 @@ class FaultyLink:
             with self._lock:
                 self._open.append(client)
             if self.mode == "hang":
+                self.hung += 1
                 continue  # accepted, never answered: the client's timeout must end it
             threading.Thread(target=self._pump, args=(client,), daemon=True).start()
 
@@ -127,7 +130,7 @@ class EventCounter:
             protocol=mqtt.MQTTv311,
             clean_session=False,  # the broker queues what arrives while we reconnect
         )
-        self._topics = [(f"{base_topic}/device/+/event", 1), (f"{base_topic}/home/+/event", 1)]
+        self._topics = [(f"{base_topic}/device/+/event", 2), (f"{base_topic}/home/+/event", 2)]
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = lambda *args: self._subscribed.set()
         self._client.on_message = self._on_message
@@ -371,21 +374,37 @@ def bridge_killed(parts: Rig, down_for: float = 3.0) -> None:
     parts.bridge.start()
 
 
-def api_rude(parts: Rig, phase: float = 3.5) -> None:
-    """Webhooks lost while the API answers 429, then 5xx, hangs, then refuses the grant."""
-    account = parts.account
+def api_rude(parts: Rig, phase: float = 2.0) -> None:
+    """Webhooks lost while the API answers 429, then 5xx, hangs, then refuses the grant.
+
+    Each fault lasts at least `phase` seconds and until a request of the bridge has met it.
+    """
+    account, api_link = parts.account, parts.api_link
     parts.webhook_link.set_mode("refuse")  # Minut's deliveries fail: only pulls can recover
     account.fail_next(1000, status=429, retry_after=1)
-    time.sleep(phase)
+    _last_until(phase, lambda: _served(account, 429))
     account.cancel_planned_failures()
     account.fail_next(1000, status=503)
-    time.sleep(phase)
+    _last_until(phase, lambda: _served(account, 503))
     account.cancel_planned_failures()
-    parts.api_link.set_mode("hang")
-    time.sleep(phase)
-    parts.api_link.set_mode("pass")
+    api_link.set_mode("hang")
+    _last_until(phase, lambda: api_link.hung > 0)
+    api_link.set_mode("pass")
     account.revoke_client()
     account.expire_tokens()
-    time.sleep(phase)
+    _last_until(phase, lambda: _served(account, 401))
     account.restore_client()
     parts.webhook_link.set_mode("pass")
+
+
+def _served(account: SimulatedAccount, status: int) -> bool:
+    return any(served == status for _, _, served in account.requests)
+
+
+def _last_until(at_least: float, met: Callable[[], bool], at_most: float = 30.0) -> None:
+    time.sleep(at_least)
+    deadline = time.monotonic() + at_most
+    while not met():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the bridge made no request while the fault lasted")
+        time.sleep(0.1)

@@ -22,7 +22,7 @@ from ..entities import (
     reading_spec,
 )
 from ..minut.models import Device, Home
-from .payloads import FRESH, OFF, OFFLINE, ON, ONLINE, STALE
+from .payloads import EVENT_QOS, FRESH, OFF, OFFLINE, ON, ONLINE, QOS, STALE
 from .topics import Topics, topic_safe
 
 MINUT_WEB_APP = "https://web.minut.com"
@@ -210,7 +210,7 @@ def _assemble(
             **config,
             "device": device_block,
             "origin": ORIGIN,
-            "qos": 1,
+            "qos": EVENT_QOS if component == "event" else QOS,
         }
     return configs
 

@@ -15,6 +15,10 @@ ON = "ON"
 OFF = "OFF"
 ONLINE = "online"
 OFFLINE = "offline"
+QOS = 1
+"""Retained documents (discovery, states, availability): a repeat is harmless."""
+EVENT_QOS = 2
+"""Events: a repeat would run an automation twice, and a broker restart can repeat QoS 1."""
 
 
 def reading_status(
