@@ -7,15 +7,19 @@ import queue
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flask import Response, request
+
 from . import __version__
 from .bridge import Bridge
 from .entities import MINUT_CONNECTED
 from .http_server import BackgroundServer
+from .metrics import MetricsSnapshot, metrics_view
 from .minut.backfill import EventPuller
 from .minut.client import MinutApiError, MinutAuthError, MinutClient
 from .minut.models import (
@@ -27,6 +31,7 @@ from .minut.models import (
     parse_time,
 )
 from .minut.webhooks import HookCredentials, ensure_webhook, stored_credentials
+from .mqtt.outbox import OutboxError
 from .mqtt.publisher import MqttOptions, MqttPublisher, tls_context
 from .mqtt.topics import Topics
 from .settings import Settings
@@ -42,6 +47,7 @@ ORPHAN_SWEEP_DELAY_SECONDS = 3.0
 """Time the broker gets to replay retained discovery configs before we judge what is orphaned."""
 PUBLISHED_EVENTS_FILE = "published_events.json"
 CURSOR_FILE = "event_cursor.json"
+OUTBOX_FILE = "outbox.sqlite3"
 HA_BIRTH_DELAY_SECONDS = (0.5, 3.0)
 """Random pause before re-publishing after Home Assistant's birth, so bridges don't stampede."""
 STATUS_EVERY_SECONDS = 10.0
@@ -78,6 +84,8 @@ class Daemon:
                 keepalive=mqtt.keepalive,
                 tls_context=tls_context(mqtt.tls),
                 messages_per_second=mqtt.messages_per_second,
+                outbox_path=settings.state_dir / OUTBOX_FILE,
+                outbox_limit=mqtt.outbox_limit,
             ),
             on_connected=self._on_mqtt_connected,
             subscriptions={
@@ -120,6 +128,9 @@ class Daemon:
         self.last_webhook_at: datetime | None = None
         self._last_webhook_monotonic = 0.0
         self.minut_status = "starting"
+        self.polls: Counter[str] = Counter()
+        self.webhook_deliveries: Counter[str] = Counter()
+        self.events_pulled = 0
         """`connected`, or why not: `unauthorized`, `rate_limited`, `unreachable`."""
         self.api_errors = 0
         self.webhook_port: int | None = None
@@ -156,11 +167,18 @@ class Daemon:
             token_header=webhook.token_header,
             page=page_options_for(self),
         )
+        app.add_url_rule("/metrics", "metrics", metrics_view(self.metrics_snapshot))
+        app.after_request(self._count_webhook_delivery)
+        try:
+            self.publisher.start()
+        except OutboxError as error:
+            raise StartupError(str(error)) from None
         try:
             self._webhook_server = BackgroundServer(
                 app, webhook.host, webhook.port, ident="webhook-server"
             )
         except OSError as error:
+            self.publisher.stop(drain_timeout=0)
             raise StartupError(
                 f"webhook.host/webhook.port {webhook.host}:{webhook.port}: cannot listen there "
                 f"({error.strerror})"
@@ -172,7 +190,6 @@ class Daemon:
             self.webhook_port,
             "the configuration" if self.settings.webhook.secret else self.settings.state_dir,
         )
-        self.publisher.start()
         self._webhook_server.start()
         self._spawn("event-worker", self._process_events)
         self._spawn("poller", self._poll_loop)
@@ -202,6 +219,30 @@ class Daemon:
     def request_poll(self) -> None:
         """Poll now rather than at the next interval (an account was just connected)."""
         self._poll_now.set()
+
+    def metrics_snapshot(self) -> MetricsSnapshot:
+        return MetricsSnapshot(
+            polls=dict(self.polls),
+            api_responses=dict(self.minut.responses),
+            rate_limited=self.minut.scheduler.rate_limited,
+            requests_last_minute=self.minut.scheduler.used_last_minute(),
+            minut_connected=self.minut_status == MINUT_CONNECTED,
+            webhooks=dict(self.webhook_deliveries),
+            events_published=self.bridge.events_forwarded,
+            events_pulled=self.events_pulled,
+            mqtt_connected=self.publisher.connected,
+            mqtt_reconnects=self.publisher.reconnects,
+            publish_queue=self.publisher.queue_depth,
+            devices=len(self.bridge.devices),
+            homes=len(self.bridge.homes),
+            last_poll_timestamp=self.last_poll.timestamp() if self.last_poll else None,
+        )
+
+    def _count_webhook_delivery(self, response: Response) -> Response:
+        if request.path.startswith("/webhook/"):
+            outcome = "accepted" if response.status_code < 400 else "rejected"
+            self.webhook_deliveries[outcome] += 1
+        return response
 
     def health(self) -> tuple[dict[str, Any], bool]:
         connected = self.publisher.connected
@@ -286,8 +327,10 @@ class Daemon:
             raw_homes = self.minut.get_homes()
         except MinutApiError as error:
             self.last_poll_error = str(error)
+            self.polls["failed"] += 1
             self._note_api_result("polling", error)
             raise
+        self.polls["ok"] += 1
         self._note_api_result("polling", None)
         devices = _parse_all(raw_devices, parse_device)
         homes = _parse_all(raw_homes, parse_home)
@@ -395,6 +438,9 @@ class Daemon:
                     self._event_state_unsaved = True
                 else:
                     since_by_home[home_id] = since
+        if not since_by_home:  # no request made: nothing learnt about the API
+            self._last_pull_at = time.monotonic()
+            return
         missed = self.puller.pull(since_by_home)
         self._note_api_result("pulling events from", None)
         self._last_pull_at = time.monotonic()
@@ -408,6 +454,7 @@ class Daemon:
                     self._cursor[home_id] = max(self._cursor.get(home_id, ""), known_up_to)
                     self._event_state_unsaved = True
         if new:
+            self.events_pulled += len(new)
             log.info("%d events pulled from Minut that no webhook had delivered", len(new))
 
     def _advance_cursor(self, event: Event) -> None:

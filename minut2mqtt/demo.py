@@ -107,7 +107,9 @@ minut2mqtt demo is running: a simulated Minut account with 2 homes and 5 Points.
   HA's birth     mosquitto_pub -p {broker_port} -q 1 -t {prefix}/status -m online
                  re-publishes discovery (amqtt drops a QoS 0 publish from a client that
                  disconnects at once, so use -q 1 with it)
+  Status page    http://127.0.0.1:{webhook_port}/  (account, homes, Points, last poll)
   Health         curl http://127.0.0.1:{webhook_port}/healthz
+  Metrics        curl http://127.0.0.1:{webhook_port}/metrics
 
 Readings drift and events arrive as webhook pushes every few seconds. Ctrl-C stops.
 """,

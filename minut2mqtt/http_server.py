@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from typing import Any
@@ -39,7 +40,8 @@ class BackgroundServer:
         if not self._thread.is_alive():
             return
         self._stopping.set()
-        self._server.pull_trigger()
+        with contextlib.suppress(OSError):  # the loop may have closed the trigger already
+            self._server.pull_trigger()
         self._thread.join(timeout=10)
 
     def _serve(self) -> None:

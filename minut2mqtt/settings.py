@@ -178,6 +178,13 @@ class MqttSettings(Section):
         ge=10,
         description="publish rate after a burst of 200, so that slow subscribers lose nothing",
     )
+    outbox_limit: int = Field(
+        100_000,
+        ge=1000,
+        description="messages kept on disk (state_dir/outbox.sqlite3) while the broker is away; "
+        "beyond it, retained ones are dropped first (they are re-published anyway), then the "
+        "oldest events",
+    )
     tls: TlsSettings = TlsSettings()
 
     @field_validator("base_topic", "discovery_prefix")

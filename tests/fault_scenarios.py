@@ -374,6 +374,17 @@ def bridge_killed(parts: Rig, down_for: float = 3.0) -> None:
     parts.bridge.start()
 
 
+def bridge_killed_while_broker_down(parts: Rig, phase: float = 1.5) -> None:
+    """What the bridge took in while the broker was away must survive its own crash too."""
+    parts.broker.stop()
+    time.sleep(phase)
+    parts.bridge.kill()
+    time.sleep(phase)
+    parts.bridge.start()
+    time.sleep(phase)
+    parts.broker.start()
+
+
 def api_rude(parts: Rig, phase: float = 2.0) -> None:
     """Webhooks lost while the API answers 429, then 5xx, hangs, then refuses the grant.
 

@@ -101,7 +101,8 @@ def test_demo_runs_everything_embedded(tmp_path):
         retained = MqttRecorder.retained_snapshot("127.0.0.1", port)
         configs = [topic for topic in retained if topic.startswith("homeassistant/")]
         states = [topic for topic in retained if topic.endswith("/state")]
-        assert len(configs) > 50 and len(states) == 7, sorted(retained)
+        # 5 Points, 2 homes and the bridge's own status
+        assert len(configs) > 50 and len(states) == 8, sorted(retained)
         assert retained["minut2mqtt/bridge/availability"] == b"online"
         with MqttRecorder("127.0.0.1", port, topics=["minut2mqtt/+/+/event"]) as events:
             events.wait_for(lambda message: True, timeout=25)

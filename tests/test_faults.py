@@ -12,6 +12,7 @@ from fault_scenarios import (
     Outcome,
     api_rude,
     bridge_killed,
+    bridge_killed_while_broker_down,
     broker_restart,
     mosquitto_available,
     rig,
@@ -37,6 +38,12 @@ def test_broker_restarted_mid_stream(tmp_path):
 def test_bridge_killed_and_restarted_while_events_keep_coming(tmp_path):
     with rig(tmp_path) as parts:
         outcome = run_scenario("bridge SIGKILL", parts, bridge_killed)
+        assert_complete(outcome, parts.bridge.log_tail())
+
+
+def test_bridge_killed_during_a_broker_outage_loses_nothing_it_had_taken_in(tmp_path):
+    with rig(tmp_path) as parts:
+        outcome = run_scenario("SIGKILL while broker down", parts, bridge_killed_while_broker_down)
         assert_complete(outcome, parts.bridge.log_tail())
 
 

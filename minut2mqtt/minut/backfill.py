@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from .client import MinutApiError, MinutClient
+from .client import MinutApiError, MinutAuthError, MinutClient
 from .models import Event, MinutDataError, format_time, parse_event
 from .scheduler import Priority
 
@@ -49,7 +49,7 @@ class EventPuller:
                     events += pull_home_events(self._client, home_id, since)
                 return _oldest_first(events)
             except MinutApiError as error:
-                if error.status not in HOME_PULL_REFUSED:
+                if isinstance(error, MinutAuthError) or error.status not in HOME_PULL_REFUSED:
                     raise
                 log.warning(
                     "Minut refused a home's event history (%s): pulling missed events from the "

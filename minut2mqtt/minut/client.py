@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ class MinutClient:
         self._timeout = timeout
         self.scheduler = scheduler or RequestScheduler(per_minute=100)
         self._http = requests.Session()
+        self.responses: Counter[str] = Counter()
+        """API answers by HTTP status, `error` when none came (for /metrics)."""
         allow_plain_http_for(self.api_url)
         self.tokens: TokenSource = tokens or ClientCredentialsTokens(
             self.api_url,
@@ -132,11 +135,14 @@ class MinutClient:
         self.scheduler.acquire(priority)
         headers = {**kwargs.pop("headers", {}), "Authorization": f"Bearer {token}"}
         try:
-            return self._http.request(
+            response = self._http.request(
                 method, f"{self.api_url}{path}", headers=headers, timeout=self._timeout, **kwargs
             )
         except requests.RequestException as error:
+            self.responses["error"] += 1
             raise MinutApiError(f"{method} {path}: {type(error).__name__}: {error}") from None
+        self.responses[str(response.status_code)] += 1
+        return response
 
 
 def _error_from(response: requests.Response, what: str) -> MinutApiError:

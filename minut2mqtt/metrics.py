@@ -1,0 +1,104 @@
+"""`/metrics` in Prometheus' text format, read from the daemon's own counters at each scrape."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from flask import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+PREFIX = "minut2mqtt"
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    """What the daemon counted so far; counters only ever grow while it runs."""
+
+    polls: Mapping[str, int]
+    """By outcome: `ok`, `failed`."""
+    api_responses: Mapping[str, int]
+    """Minut API answers by HTTP status, `error` for no answer (timeout, refused)."""
+    rate_limited: int
+    requests_last_minute: int
+    minut_connected: bool
+    webhooks: Mapping[str, int]
+    """Webhook deliveries by outcome: `accepted`, `rejected`."""
+    events_published: int
+    events_pulled: int
+    """Events that came from a pull because no webhook had delivered them."""
+    mqtt_connected: bool
+    mqtt_reconnects: int
+    publish_queue: int
+    devices: int
+    homes: int
+    last_poll_timestamp: float | None = field(default=None)
+
+
+class _DaemonCollector(Collector):
+    def __init__(self, snapshot: Callable[[], MetricsSnapshot]):
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        now = self._snapshot()
+        yield _labelled_counter("polls", "Polls of the Minut API", "outcome", now.polls)
+        yield _labelled_counter(
+            "api_requests", "Minut API requests by answer status", "status", now.api_responses
+        )
+        yield _counter("api_rate_limited", "429 answers from the Minut API", now.rate_limited)
+        yield _gauge(
+            "api_requests_last_minute",
+            "Minut API requests sent in the last minute (the API allows 120)",
+            now.requests_last_minute,
+        )
+        yield _gauge("minut_up", "1 while the Minut API answers", now.minut_connected)
+        yield _labelled_counter(
+            "webhooks", "Webhook deliveries by outcome", "outcome", now.webhooks
+        )
+        yield _counter("events_published", "Minut events published on MQTT", now.events_published)
+        yield _counter(
+            "events_pulled", "Events published from a pull (no webhook had them)", now.events_pulled
+        )
+        yield _gauge("mqtt_up", "1 while connected to the MQTT broker", now.mqtt_connected)
+        yield _counter("mqtt_reconnects", "Connections to the broker lost", now.mqtt_reconnects)
+        yield _gauge(
+            "publish_queue", "Messages waiting for the broker's acknowledgement", now.publish_queue
+        )
+        yield _gauge("devices", "Points in the Minut account", now.devices)
+        yield _gauge("homes", "Homes in the Minut account", now.homes)
+        if now.last_poll_timestamp is not None:
+            yield _gauge(
+                "last_poll_timestamp_seconds",
+                "Unix time of the last successful poll",
+                now.last_poll_timestamp,
+            )
+
+
+def metrics_view(snapshot: Callable[[], MetricsSnapshot]) -> Callable[[], Response]:
+    """A Flask view serving the metrics of `snapshot` (its own registry: no process metrics)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_DaemonCollector(snapshot))
+
+    def metrics() -> Response:
+        return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+    return metrics
+
+
+def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(f"{PREFIX}_{name}", documentation, value=value)
+
+
+def _labelled_counter(
+    name: str, documentation: str, label: str, values: Mapping[str, int]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(f"{PREFIX}_{name}", documentation, labels=[label])
+    for label_value, count in sorted(values.items()):
+        family.add_metric([label_value], count)
+    return family
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"{PREFIX}_{name}", documentation, value=float(value))
