@@ -42,7 +42,6 @@ class Bridge:
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         on_change: Callable[[str, str], None] | None = None,
-        published_event_ids: Iterable[str] = (),
     ):
         self._publisher = publisher
         self.topics = topics
@@ -60,9 +59,7 @@ class Bridge:
         """Last payload published on each retained topic we own: discovery, state, availability."""
         self._configs_on_broker: set[str] = set()
         """Discovery configs of this bridge that the broker holds, as seen on our subscription."""
-        self._published_event_ids: OrderedDict[str, None] = OrderedDict(
-            (event_id, None) for event_id in list(published_event_ids)[-REMEMBERED_EVENT_IDS:]
-        )
+        self._published_event_ids: OrderedDict[str, None] = OrderedDict()
         """Ids of the latest events published: a repeated delivery is not published twice."""
         self.events_forwarded = 0
         self._status: Mapping[str, Any] | None = None
@@ -99,15 +96,19 @@ class Bridge:
             if len(self._published_event_ids) > REMEMBERED_EVENT_IDS:
                 self._published_event_ids.popitem(last=False)
             device_known = event.device_id is not None and event.device_id in self.devices
+            event_topics = []
             if event.device_id is not None:
-                self._publisher.publish(
-                    self.topics.device_event(event.device_id), document, retain=False
-                )
+                event_topics.append(self.topics.device_event(event.device_id))
             if event.home_id is not None and (
                 event.device_id is None or event.type in HOME_EVENT_TYPES
             ):
+                event_topics.append(self.topics.home_event(event.home_id))
+            for index, topic in enumerate(event_topics):
+                # The id is remembered with the last message: a crash before it repeats the
+                # event rather than losing part of it.
+                last = index == len(event_topics) - 1
                 self._publisher.publish(
-                    self.topics.home_event(event.home_id), document, retain=False
+                    topic, document, retain=False, event_id=event.id if last else None
                 )
             self._note(f"event {event.type}", self._subject_of(event))
             if device_known and event.device_id is not None:
@@ -300,14 +301,17 @@ class Bridge:
 
     # -- queries ------------------------------------------------------------------------------
 
+    def remember_published(self, event_ids: Iterable[str]) -> None:
+        """Ids a previous run published (oldest first): never published again."""
+        with self._lock:
+            for event_id in event_ids:
+                self._published_event_ids[event_id] = None
+            while len(self._published_event_ids) > REMEMBERED_EVENT_IDS:
+                self._published_event_ids.popitem(last=False)
+
     def has_published(self, event_id: str) -> bool:
         with self._lock:
             return event_id in self._published_event_ids
-
-    def published_event_ids(self) -> list[str]:
-        """Ids of the latest published events, oldest first: what a restart must remember."""
-        with self._lock:
-            return list(self._published_event_ids)
 
 
 def _switch(states: dict[str, bool], spec: BinarySpec, event_type: str) -> bool:

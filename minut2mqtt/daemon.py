@@ -45,7 +45,6 @@ FIRST_RETRY_SECONDS = 5.0
 FIRST_POLL_WAITS_FOR_MQTT_SECONDS = 10.0
 ORPHAN_SWEEP_DELAY_SECONDS = 3.0
 """Time the broker gets to replay retained discovery configs before we judge what is orphaned."""
-PUBLISHED_EVENTS_FILE = "published_events.json"
 CURSOR_FILE = "event_cursor.json"
 OUTBOX_FILE = "outbox.sqlite3"
 HA_BIRTH_DELAY_SECONDS = (0.5, 3.0)
@@ -99,11 +98,10 @@ class Daemon:
             stale_after=settings.minut.stale_after,
             momentary_seconds=mqtt.momentary_seconds,
             on_change=on_change,
-            published_event_ids=self._remembered_event_ids(),
         )
         self.puller = EventPuller(self.minut)
-        self._event_state_unsaved = False
-        self._event_state_lock = threading.Lock()
+        self._cursor_unsaved = False
+        self._cursor_save_lock = threading.Lock()
         self._cursor: dict[str, str] = {}
         """Per home, the time up to which its events are known (ISO): where a pull starts."""
         self._cursor_lock = threading.Lock()
@@ -173,6 +171,8 @@ class Daemon:
             self.publisher.start()
         except OutboxError as error:
             raise StartupError(str(error)) from None
+        # Kept with the outbox's messages: a redelivery after a restart is not published again.
+        self.bridge.remember_published(self.publisher.published_event_ids())
         try:
             self._webhook_server = BackgroundServer(
                 app, webhook.host, webhook.port, ident="webhook-server"
@@ -205,7 +205,7 @@ class Daemon:
             self._webhook_server.stop()
         for thread in self._threads:
             thread.join(timeout=10)
-        self._save_event_state()
+        self._save_cursor()
         self.publisher.stop()
         log.info("minut2mqtt stopped")
 
@@ -311,7 +311,7 @@ class Daemon:
                 self.bridge.set_status(self.status_document())
                 next_status = time.monotonic() + STATUS_EVERY_SECONDS
             self._sweep_when_due()
-            self._save_event_state()
+            self._save_cursor()
             self.bridge.tick()
             self._poll_now.wait(max(0.0, min(1.0, next_poll - time.monotonic())))
 
@@ -435,7 +435,7 @@ class Daemon:
                 since = parse_time(self._cursor.get(home_id))
                 if since is None:  # a home seen for the first time: its past is not news
                     self._cursor[home_id] = format_time(started) or ""
-                    self._event_state_unsaved = True
+                    self._cursor_unsaved = True
                 else:
                     since_by_home[home_id] = since
         if not since_by_home:  # no request made: nothing learnt about the API
@@ -452,7 +452,7 @@ class Daemon:
             for home_id, since in since_by_home.items():
                 if since < started - PULL_OVERLAP:
                     self._cursor[home_id] = max(self._cursor.get(home_id, ""), known_up_to)
-                    self._event_state_unsaved = True
+                    self._cursor_unsaved = True
         if new:
             self.events_pulled += len(new)
             log.info("%d events pulled from Minut that no webhook had delivered", len(new))
@@ -463,7 +463,7 @@ class Daemon:
         While a pull is due or running (at startup, after an outage or a silence), a delivery
         says nothing about the events before it: only the pull's success moves the cursor then.
         """
-        self._event_state_unsaved = True
+        self._cursor_unsaved = True
         if event.home_id is None or event.created_at is None:
             return
         if self._catch_up_due.is_set() or self._catch_up_running:
@@ -477,35 +477,18 @@ class Daemon:
     def _cursor_path(self) -> Path:
         return self.settings.state_dir / CURSOR_FILE
 
-    def _remembered_event_ids(self) -> list[str]:
-        """Ids published before a restart, so that a redelivery then is not published again."""
-        try:
-            content = read_json(self.settings.state_dir / PUBLISHED_EVENTS_FILE)
-        except OSError:
-            return []
-        ids = (content or {}).get("ids")
-        return [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
-
-    def _save_event_state(self) -> None:
-        with self._event_state_lock:
-            if not self._event_state_unsaved:
+    def _save_cursor(self) -> None:
+        with self._cursor_save_lock:
+            if not self._cursor_unsaved:
                 return
-            self._event_state_unsaved = False
+            self._cursor_unsaved = False
             with self._cursor_lock:
                 cursor = dict(self._cursor)
             try:
-                write_json(
-                    self.settings.state_dir / PUBLISHED_EVENTS_FILE,
-                    {"ids": self.bridge.published_event_ids()},
-                )
                 if cursor:
                     write_json(self._cursor_path, cursor)
             except OSError as error:
-                log.error(
-                    "cannot save the ids of published events in %s: %s",
-                    self.settings.state_dir,
-                    error,
-                )
+                log.error("cannot save the event cursor in %s: %s", self.settings.state_dir, error)
 
     def _sweep_when_due(self) -> None:
         """Once per connection, after the broker replayed its retained configs and we polled."""
@@ -530,8 +513,6 @@ class Daemon:
                     self._advance_cursor(event)
             except Exception:
                 log.exception("could not process Minut event %s (%s)", event.id, event.type)
-            if self._events.empty():  # remember the ids at once: a crash must not repeat them
-                self._save_event_state()
 
     def _on_webhook_event(self, event: Event) -> None:
         """From the listener's thread: note the delivery and queue it (answering at once)."""

@@ -274,6 +274,7 @@ def test_a_reading_abandoned_years_ago_gets_no_entity(bridge, publisher):
 def test_event_ids_remembered_from_a_previous_run_are_not_published_again(publisher, clock):
     first = Bridge(publisher, TOPICS, wall_clock=lambda: clock.wall)
     first.apply_event(event("pir_motion", device_id="dev1"))
-    second = Bridge(publisher, TOPICS, published_event_ids=first.published_event_ids())
+    second = Bridge(publisher, TOPICS)
+    second.remember_published(publisher.event_ids)
     second.apply_event(event("pir_motion", device_id="dev1"))
     assert len(publisher.on_topic(TOPICS.device_event("dev1"))) == 1

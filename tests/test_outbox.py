@@ -150,6 +150,27 @@ def test_what_a_previous_run_left_comes_back_in_order(tmp_path):
     ]
 
 
+def test_event_ids_are_kept_with_their_messages_also_after_delivery(tmp_path):
+    path = tmp_path / "outbox.sqlite3"
+    outbox = Outbox(path)
+    outbox.append("t/device/a/event", b"{}", retain=False, event_id="ev-1")
+    outbox.append("t/home/h/event", b"{}", retain=False, event_id="ev-1")  # same event, 2 topics
+    outbox.append("t/device/a/state", b"{}", retain=True)
+    outbox.append("t/device/a/event", b"{}", retain=False, event_id="ev-2")
+    outbox.delete(row.row_id for row in outbox.rows_after(0, 10))  # all delivered
+    outbox.close()
+    assert Outbox(path).published_event_ids() == ["ev-1", "ev-2"]
+
+
+def test_only_the_latest_event_ids_are_kept(monkeypatch):
+    monkeypatch.setattr("minut2mqtt.mqtt.outbox.REMEMBERED_EVENT_IDS", 150)
+    outbox = Outbox(None)
+    for number in range(400):
+        outbox.append("t/e", b"{}", retain=False, event_id=f"ev-{number}")
+    remembered = outbox.published_event_ids()
+    assert remembered == [f"ev-{number}" for number in range(250, 400)]
+
+
 def test_the_outbox_file_is_readable_by_its_owner_only(tmp_path):
     path = tmp_path / "outbox.sqlite3"
     path.touch(mode=0o644)

@@ -1,5 +1,8 @@
 """Messages waiting for the broker, kept in SQLite so a restart during an outage loses none.
 
+The same file remembers the ids of the latest Minut events handed over, written in the same
+transaction as their message, so that a pull after a crash never publishes one again.
+
 A FIFO of (topic, payload, retain) rows. The publisher appends every message, hands rows to
 paho in order while connected, and deletes a row once the broker acknowledged it: whatever is
 in the file at startup was never acknowledged and goes out first.
@@ -24,6 +27,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 100_000
+REMEMBERED_EVENT_IDS = 10_000
+"""Ids of the latest events handed over that the file keeps (a redelivery is not published)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -34,6 +39,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_retained_by_topic ON outbox (topic) WHERE retain = 1;
 CREATE INDEX IF NOT EXISTS outbox_by_kind ON outbox (retain, id);
+CREATE TABLE IF NOT EXISTS published_events (event_id TEXT PRIMARY KEY);
 """
 # AUTOINCREMENT: ids never come back after the newest row was deleted, so "every row after the
 # last one handed out" stays a correct question for the sender.
@@ -118,9 +124,17 @@ class Outbox:
         with self._lock:
             return self._count
 
-    def append(self, topic: str, payload: bytes, *, retain: bool) -> None:
-        """Keep one message; committed when this returns."""
+    def append(
+        self, topic: str, payload: bytes, *, retain: bool, event_id: str | None = None
+    ) -> None:
+        """Keep one message, and the id of the Minut event it carries; committed on return.
+
+        Message and id go in one transaction: whatever moment the process dies, an event is
+        either waiting here with its id remembered, or neither (and a pull will bring it again).
+        """
         with self._lock, self._db:
+            if event_id is not None:
+                self._remember_event(event_id)
             if retain:
                 superseded = self._db.execute(
                     "DELETE FROM outbox WHERE retain = 1 AND topic = ?", (topic,)
@@ -133,6 +147,26 @@ class Outbox:
                 (topic, payload, int(retain)),
             )
             self._count += 1
+
+    def _remember_event(self, event_id: str) -> None:
+        added = self._db.execute(
+            "INSERT OR IGNORE INTO published_events (event_id) VALUES (?)", (event_id,)
+        )
+        if added.rowcount and (added.lastrowid or 0) % 100 == 0:  # trim now and then
+            self._db.execute(
+                "DELETE FROM published_events WHERE rowid <= "
+                "(SELECT MAX(rowid) FROM published_events) - ?",
+                (REMEMBERED_EVENT_IDS,),
+            )
+
+    def published_event_ids(self) -> list[str]:
+        """Ids of the latest events handed over, oldest first (also those sent long ago)."""
+        with self._lock:
+            found = self._db.execute(
+                "SELECT event_id FROM published_events ORDER BY rowid DESC LIMIT ?",
+                (REMEMBERED_EVENT_IDS,),
+            ).fetchall()
+        return [row[0] for row in reversed(found)]
 
     def _make_room(self) -> None:
         oldest_retained = self._db.execute(

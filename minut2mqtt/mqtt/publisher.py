@@ -37,8 +37,14 @@ X509_V_ERR_IP_ADDRESS_MISMATCH = 64
 
 
 class Publisher(Protocol):
-    def publish(self, topic: str, payload: str | bytes, *, retain: bool) -> None:
-        """Queue one message (retained at QoS 1, others at QoS 2); never blocks on the network."""
+    def publish(
+        self, topic: str, payload: str | bytes, *, retain: bool, event_id: str | None = None
+    ) -> None:
+        """Queue one message (retained at QoS 1, others at QoS 2); never blocks on the network.
+
+        `event_id`: the Minut event the message carries, remembered with it (see
+        `published_event_ids`), so that no restart publishes that event again.
+        """
 
 
 @dataclass
@@ -54,10 +60,15 @@ class MemoryPublisher:
 
     messages: list[PublishedMessage] = field(default_factory=list)
     retained: dict[str, bytes] = field(default_factory=dict)
+    event_ids: list[str] = field(default_factory=list)
 
-    def publish(self, topic: str, payload: str | bytes, *, retain: bool) -> None:
+    def publish(
+        self, topic: str, payload: str | bytes, *, retain: bool, event_id: str | None = None
+    ) -> None:
         data = payload.encode() if isinstance(payload, str) else payload
         self.messages.append(PublishedMessage(topic, data, retain))
+        if event_id is not None and event_id not in self.event_ids:
+            self.event_ids.append(event_id)
         if retain:
             if data:
                 self.retained[topic] = data
@@ -231,6 +242,10 @@ class MqttPublisher:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
+    def published_event_ids(self) -> list[str]:
+        """Ids of the latest events handed over, from the outbox file (after `start`)."""
+        return self._outbox.published_event_ids() if self._outbox is not None else []
+
     @property
     def queue_depth(self) -> int:
         """Messages in the outbox: waiting, or sent and not acknowledged by the broker yet."""
@@ -262,7 +277,9 @@ class MqttPublisher:
                 log.warning("%d MQTT messages the broker did not take %s", left, where)
             outbox.close()
 
-    def publish(self, topic: str, payload: str | bytes, *, retain: bool) -> None:
+    def publish(
+        self, topic: str, payload: str | bytes, *, retain: bool, event_id: str | None = None
+    ) -> None:
         """Keep the message in the outbox (committed when this returns); the sender sends it."""
         data = _sendable_payload(topic, payload)
         outbox = self._outbox
@@ -272,7 +289,7 @@ class MqttPublisher:
             log.error("MQTT message to %s published while the publisher is stopped: dropped", topic)
             return
         try:
-            outbox.append(topic, data, retain=retain)
+            outbox.append(topic, data, retain=retain, event_id=event_id)
         except sqlite3.Error as error:  # a full disk, a closed outbox: report once, not per message
             with self._wake:
                 first_failure = not self._outbox_failures
