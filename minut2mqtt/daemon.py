@@ -131,6 +131,8 @@ class Daemon:
         self.events_pulled = 0
         """`connected`, or why not: `unauthorized`, `rate_limited`, `unreachable`."""
         self.api_errors = 0
+        self.last_api_error: str | None = None
+        """The last failure of any request to Minut (poll or pull), None once one succeeds."""
         self.webhook_port: int | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -344,6 +346,7 @@ class Daemon:
     def _note_api_result(self, what: str, error: MinutApiError | None) -> None:
         """Track the Minut connection; log when it changes, not on every retry."""
         status = MINUT_CONNECTED if error is None else _status_of(error)
+        self.last_api_error = None if error is None else str(error)
         if error is not None:
             self.api_errors += 1
         if status == self.minut_status:
@@ -362,7 +365,7 @@ class Daemon:
         """The bridge's own state, retained on its status topic (diagnostic entities read it)."""
         return {
             "minut": self.minut_status,
-            "error": self.last_poll_error,
+            "error": self.last_api_error,
             "last_poll": format_time(self.last_poll),
             "last_webhook": format_time(self.last_webhook_at),
             "api_errors": self.api_errors,
