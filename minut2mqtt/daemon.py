@@ -444,21 +444,32 @@ class Daemon:
         if not since_by_home:  # no request made: nothing learnt about the API
             self._last_pull_at = time.monotonic()
             return
-        missed = self.puller.pull(since_by_home)
-        self._note_api_result("pulling events from", None)
+        new = 0
+        batches = self.puller.pull(since_by_home)
+        while True:
+            asked_at = datetime.now(UTC)
+            batch = next(batches, None)
+            if batch is None:
+                break
+            homes, events = batch
+            self._note_api_result("pulling events from", None)
+            new += sum(1 for event in events if not self.bridge.has_published(event.id))
+            for event in events:
+                self._events.put((event, False))
+            self._known_up_to(homes, asked_at - PULL_OVERLAP)
         self._last_pull_at = time.monotonic()
-        new = [event for event in missed if not self.bridge.has_published(event.id)]
-        for event in missed:
-            self._events.put((event, False))
-        with self._cursor_lock:
-            known_up_to = format_time(started - PULL_OVERLAP) or ""
-            for home_id, since in since_by_home.items():
-                if since < started - PULL_OVERLAP:
-                    self._cursor[home_id] = max(self._cursor.get(home_id, ""), known_up_to)
-                    self._cursor_unsaved = True
         if new:
-            self.events_pulled += len(new)
-            log.info("%d events pulled from Minut that no webhook had delivered", len(new))
+            self.events_pulled += new
+            log.info("%d events pulled from Minut that no webhook had delivered", new)
+
+    def _known_up_to(self, home_ids: list[str], moment: datetime) -> None:
+        """A pull asked at `moment` (less the overlap) found every event of these homes."""
+        known_up_to = format_time(moment) or ""
+        with self._cursor_lock:
+            for home_id in home_ids:
+                if self._cursor.get(home_id, "") < known_up_to:
+                    self._cursor[home_id] = known_up_to
+                    self._cursor_unsaved = True
 
     def _advance_cursor(self, event: Event) -> None:
         """A webhook event moves its home's cursor, unless earlier events may be missing.

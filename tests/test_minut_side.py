@@ -127,6 +127,25 @@ def test_waiting_requests_go_by_priority_then_in_order():
     assert admitted == ["token", "events", "poll", "another poll"]
 
 
+def test_a_long_waiting_poll_goes_before_event_pulls_that_came_much_later():
+    scheduler = RequestScheduler(per_minute=100, head_start_per_level=0.2)
+    scheduler.pause(0.6)
+    admitted: list[str] = []
+
+    def request(name: str, priority: Priority) -> None:
+        scheduler.acquire(priority)
+        admitted.append(name)
+
+    poll = threading.Thread(target=request, args=("poll", Priority.POLL))
+    poll.start()
+    time.sleep(0.4)  # longer than the events' head start of one level
+    pull = threading.Thread(target=request, args=("pull", Priority.EVENTS))
+    pull.start()
+    for thread in (poll, pull):
+        thread.join(timeout=10)
+    assert admitted == ["poll", "pull"]
+
+
 def test_a_429_pauses_every_request_for_its_retry_after():
     fake = FakeTime()
     scheduler = RequestScheduler(per_minute=100, clock=fake.clock, sleep=fake.sleep)

@@ -7,7 +7,7 @@ Per home (`GET /homes/{id}/events`) where Minut allows it, else from the older a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,16 +38,19 @@ class EventPuller:
         self._client = client
         self.account_wide = False
 
-    def pull(self, since_by_home: Mapping[str, datetime]) -> list[Event]:
-        """Events of these homes after their given times, oldest first (ids may repeat)."""
-        if not since_by_home:
-            return []
+    def pull(
+        self, since_by_home: Mapping[str, datetime]
+    ) -> Iterator[tuple[list[str], list[Event]]]:
+        """Events of these homes after their given times, as (homes covered, their events
+        oldest first), one home at a time, so that the first homes' events need not wait for
+        the last home's pull (ids may repeat)."""
+        remaining = dict(since_by_home)
         if not self.account_wide:
-            events: list[Event] = []
             try:
                 for home_id, since in since_by_home.items():
-                    events += pull_home_events(self._client, home_id, since)
-                return _oldest_first(events)
+                    yield [home_id], pull_home_events(self._client, home_id, since)
+                    del remaining[home_id]
+                return
             except MinutApiError as error:
                 if isinstance(error, MinutAuthError) or error.status not in HOME_PULL_REFUSED:
                     raise
@@ -57,7 +60,8 @@ class EventPuller:
                     error,
                 )
                 self.account_wide = True
-        return pull_account_events(self._client, since_by_home)
+        if remaining:
+            yield list(remaining), pull_account_events(self._client, remaining)
 
 
 def pull_account_events(client: MinutClient, since_by_home: Mapping[str, datetime]) -> list[Event]:

@@ -18,10 +18,13 @@ from enum import IntEnum
 
 PAUSE_WITHOUT_RETRY_AFTER = 30.0
 """Seconds every request waits after a 429 that did not say how long to wait."""
+HEAD_START_PER_LEVEL = 10.0
+"""Waiting requests go in order of arrival, each priority level ahead by this many seconds: a
+poll waits behind event pulls that came up to 10 s after it, not behind a whole round of them."""
 
 
 class Priority(IntEnum):
-    """Lower goes first."""
+    """Lower goes first (see HEAD_START_PER_LEVEL)."""
 
     TOKEN = 0
     """Nothing else works without an access token."""
@@ -44,13 +47,16 @@ class RequestScheduler:
         per_second: int = 5,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] | None = None,
+        head_start_per_level: float = HEAD_START_PER_LEVEL,
     ):
+        self._head_start = head_start_per_level
         self._windows = ((60.0, per_minute), (1.0, per_second))
         self._sent: deque[float] = deque()
         self._clock = clock
         self._sleep = sleep
         self._condition = threading.Condition()
-        self._waiting: list[tuple[int, int]] = []
+        self._waiting: list[tuple[float, int]] = []
+        """Tickets of the requests waiting: (rank, arrival number), lowest rank first."""
         self._arrivals = itertools.count()
         self._paused_until = 0.0
         self.rate_limited = 0
@@ -59,7 +65,8 @@ class RequestScheduler:
     def acquire(self, priority: Priority = Priority.POLL) -> None:
         """Block until this request may be sent, then count it as sent."""
         with self._condition:
-            ticket = (int(priority), next(self._arrivals))
+            rank = self._clock() + int(priority) * self._head_start
+            ticket = (rank, next(self._arrivals))
             heapq.heappush(self._waiting, ticket)
             try:
                 while True:
