@@ -144,8 +144,13 @@ class Bridge:
             self._retain(self.topics.bridge_state, status, force=False)
 
     def republish(self) -> None:
-        """Send every discovery config, availability and state again (broker or HA restarted)."""
+        """Send every discovery config, availability and state again (broker or HA restarted).
+
+        The bridge's own `online` too: a stray `offline` (another client using our client id
+        and its will) would otherwise leave every entity unavailable until a restart.
+        """
         with self._lock:
+            self._publisher.publish(self.topics.bridge_availability, ONLINE, retain=True)
             self._publish_everything(force=True)
 
     def note_discovery_config(self, topic: str, payload: bytes) -> None:

@@ -170,22 +170,22 @@ class Daemon:
         app.add_url_rule("/metrics", "metrics", metrics_view(self.metrics_snapshot))
         app.after_request(self._count_webhook_delivery)
         try:
-            self.publisher.start()
-        except OutboxError as error:
-            raise StartupError(str(error)) from None
-        # Kept with the outbox's messages: a redelivery after a restart is not published again.
-        self.bridge.remember_published(self.publisher.published_event_ids())
-        try:
             self._webhook_server = BackgroundServer(
                 app, webhook.host, webhook.port, ident="webhook-server"
             )
         except OSError as error:
-            self.publisher.stop(drain_timeout=0)
             raise StartupError(
                 f"webhook.host/webhook.port {webhook.host}:{webhook.port}: cannot listen there "
                 f"({error.strerror})"
             ) from None
         self.webhook_port = self._webhook_server.port
+        try:
+            self.publisher.start()
+        except OutboxError as error:
+            self._webhook_server.stop()
+            raise StartupError(str(error)) from None
+        # Kept with the outbox's messages: a redelivery after a restart is not published again.
+        self.bridge.remember_published(self.publisher.published_event_ids())
         log.info(
             "webhook listener on http://%s:%d/webhook/<secret> (secret kept in %s)",
             self.settings.webhook.host,

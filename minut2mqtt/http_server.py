@@ -38,6 +38,7 @@ class BackgroundServer:
 
     def stop(self) -> None:
         if not self._thread.is_alive():
+            self._server.close()  # never started: give the port back
             return
         self._stopping.set()
         with contextlib.suppress(OSError):  # the loop may have closed the trigger already

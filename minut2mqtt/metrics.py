@@ -45,7 +45,10 @@ class _DaemonCollector(Collector):
         now = self._snapshot()
         yield _labelled_counter("polls", "Polls of the Minut API", "outcome", now.polls)
         yield _labelled_counter(
-            "api_requests", "Minut API requests by answer status", "status", now.api_responses
+            "api_requests",
+            "Minut API requests by answer status (token requests not included)",
+            "status",
+            now.api_responses,
         )
         yield _counter("api_rate_limited", "429 answers from the Minut API", now.rate_limited)
         yield _gauge(

@@ -82,7 +82,9 @@ def entity_reference() -> str:
         )
     lines += [
         "",
-        "A sensor is created only for readings the Point actually carries. A reading key not",
+        "A sensor is created only for readings the Point actually carries and has renewed in",
+        "the last 30 days (legacy `pressure` and `part_als` values from before 2021 stay in the",
+        "state document, without an entity that could never be available). A reading key not",
         "listed here gets a plain sensor with no device class and no unit.",
         "",
         "### Binary states of a Point: `binary_sensor`, key under `states` (`ON`/`OFF`)",

@@ -128,6 +128,7 @@ def test_run_with_the_webhook_port_taken_says_so(tmp_path, simulator):
             "run",
             f"--minut.api_url={simulator.base_url}",
             f"--minut.client_id={CLIENT_ID}",
+            f"--mqtt.port={random_free_port()}",  # never the user's broker on 1883
             "--webhook.host=127.0.0.1",
             f"--webhook.port={port}",
             f"--state-dir={tmp_path}",

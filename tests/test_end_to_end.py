@@ -183,9 +183,14 @@ def test_home_assistant_birth_triggers_republish(start_daemon, recorder):
     time.sleep(0.3)
     assert len([m for m in recorder.messages if m.topic == config_topic]) == 1
     recorder.clear()
+    # A stray `offline` (say, another client that used our client id and its will)...
+    daemon.publisher.publish(BRIDGE, "offline", retain=True)
+    recorder.wait_for_topic(BRIDGE, 10, lambda p: p == b"offline")
     daemon.publisher.publish("homeassistant/status", "online", retain=False)
     recorder.wait_for_topic(config_topic, 10)
     recorder.wait_for_topic(DEV1_STATE, 10)
+    # ...is undone by the re-publish.
+    recorder.wait_for_topic(BRIDGE, 10, lambda p: p == b"online")
 
 
 def test_expired_token_is_renewed_transparently(start_daemon, recorder, account):

@@ -165,7 +165,10 @@ def bridge_configs(ctx: DiscoveryContext) -> Configs:
     node_id = ctx.bridge_identifier
     device_block = {
         "identifiers": [node_id],
-        "name": f"minut2mqtt ({ctx.topics.base})",
+        # The base topic tells two bridges apart; the usual single one is just "minut2mqtt".
+        "name": "minut2mqtt"
+        if ctx.topics.base == "minut2mqtt"
+        else f"minut2mqtt ({ctx.topics.base})",
         "manufacturer": "minut2mqtt",
         "model": "Minut to MQTT bridge",
         "sw_version": __version__,
@@ -188,7 +191,7 @@ def bridge_configs(ctx: DiscoveryContext) -> Configs:
         )
         for spec in BRIDGE_VALUES
     ]
-    return _assemble(ctx.topics, node_id, "minut2mqtt", device_block, entities)
+    return _assemble(ctx.topics, node_id, "bridge", device_block, entities)
 
 
 def _assemble(
