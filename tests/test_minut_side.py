@@ -212,3 +212,17 @@ def test_readings_that_are_not_finite_numbers_are_ignored():
         }
     )
     assert set(device.readings) == {"pressure"}
+
+
+@pytest.mark.parametrize(
+    ("api_url", "reason"),
+    [
+        ("http://no-such-host.invalid/v8", "the host name does not resolve (DNS)"),
+        ("http://127.0.0.1:1/v8", "connection refused (nothing listens there)"),
+    ],
+)
+def test_an_api_that_does_not_answer_says_why(api_url, reason):
+    client = MinutClient(api_url, CLIENT_ID, CLIENT_SECRET, timeout=2)
+    with pytest.raises(MinutApiError) as caught:
+        client.get_devices()
+    assert str(caught.value).endswith(reason)

@@ -12,7 +12,7 @@ from typing import Any
 import requests
 
 from ..settings import MinutSettings
-from .errors import MinutApiError, MinutAuthError, retry_after_seconds
+from .errors import MinutApiError, MinutAuthError, no_answer_reason, retry_after_seconds
 from .scheduler import Priority, RequestScheduler
 from .tokens import (
     AuthorizationCodeTokens,
@@ -140,7 +140,7 @@ class MinutClient:
             )
         except requests.RequestException as error:
             self.responses["error"] += 1
-            raise MinutApiError(f"{method} {path}: {type(error).__name__}: {error}") from None
+            raise MinutApiError(f"{method} {path}: {no_answer_reason(error)}") from None
         self.responses[str(response.status_code)] += 1
         return response
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
+
 
 class MinutApiError(Exception):
     """A request to the Minut API failed; `retry_after` is the API's own hint, if it gave one."""
@@ -31,3 +34,24 @@ def retry_after_seconds(header: str | None) -> float | None:
         return max(0.0, float(header))
     except ValueError:
         return None
+
+
+def no_answer_reason(error: BaseException) -> str:
+    """Why a request got no answer, in words a user can act on (DNS, refused, TLS, timeout)."""
+    cause: BaseException | None = error
+    for _ in range(10):  # requests → urllib3 → socket: a short chain
+        if cause is None:
+            break
+        if isinstance(cause, TimeoutError) or type(cause).__name__.endswith("Timeout"):
+            return "no answer in time (timeout)"
+        if isinstance(cause, socket.gaierror):
+            return "the host name does not resolve (DNS)"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused (nothing listens there)"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS failed ({cause.reason or cause})"
+        reason = getattr(cause, "reason", None)
+        cause = (
+            reason if isinstance(reason, BaseException) else cause.__cause__ or cause.__context__
+        ) or (cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else None)
+    return f"{type(error).__name__}: {error}"

@@ -32,7 +32,7 @@ from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session
 
 from ..statefiles import read_json, write_json
-from .errors import MinutApiError, MinutAuthError, retry_after_seconds
+from .errors import MinutApiError, MinutAuthError, no_answer_reason, retry_after_seconds
 from .scheduler import Priority, RequestScheduler
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class _CachedTokens:
                 raise MinutApiError(f"{failed}: HTTP {status} {error.error}", status) from None
             raise _TokenRefused(str(error.error), status) from None
         except requests.RequestException as error:
-            raise MinutApiError(f"{failed}: {type(error).__name__}") from None
+            raise MinutApiError(f"{failed}: {no_answer_reason(error)}") from None
         except ValueError as error:  # an HTML error page or an empty body
             status = statuses[-1] if statuses else None
             if status in GRANT_GONE_STATUSES:
