@@ -18,6 +18,7 @@ from typing import Any
 from .entities import BATTERY_LOW_PERCENT, DEVICE_STATES, HOME_EVENT_TYPES, HOME_STATES, BinarySpec
 from .minut.models import Device, Event, Home, Reading
 from .mqtt.discovery import DiscoveryContext, bridge_configs, device_configs, home_configs
+from .mqtt.outbox import REMEMBERED_EVENT_IDS
 from .mqtt.payloads import OFFLINE, ONLINE, device_document, event_document, home_document
 from .mqtt.publisher import Publisher
 from .mqtt.topics import Topics
@@ -26,7 +27,6 @@ from .state import DeviceState, HomeState
 log = logging.getLogger(__name__)
 
 STALENESS_CHECK_SECONDS = 30.0
-REMEMBERED_EVENT_IDS = 10_000
 ABANDONED_READING_AGE = timedelta(days=30)
 """A reading this old (a sensor dropped from the API years ago) gets no Home Assistant entity."""
 
@@ -91,10 +91,8 @@ class Bridge:
             document = json.dumps(
                 event_document(event), default=str, ensure_ascii=False, allow_nan=False
             )
-            self._published_event_ids[event.id] = None
+            self._remember(event.id)
             self.events_forwarded += 1
-            if len(self._published_event_ids) > REMEMBERED_EVENT_IDS:
-                self._published_event_ids.popitem(last=False)
             device_known = event.device_id is not None and event.device_id in self.devices
             event_topics = []
             if event.device_id is not None:
@@ -310,9 +308,12 @@ class Bridge:
         """Ids a previous run published (oldest first): never published again."""
         with self._lock:
             for event_id in event_ids:
-                self._published_event_ids[event_id] = None
-            while len(self._published_event_ids) > REMEMBERED_EVENT_IDS:
-                self._published_event_ids.popitem(last=False)
+                self._remember(event_id)
+
+    def _remember(self, event_id: str) -> None:
+        self._published_event_ids[event_id] = None
+        if len(self._published_event_ids) > REMEMBERED_EVENT_IDS:
+            self._published_event_ids.popitem(last=False)
 
     def has_published(self, event_id: str) -> bool:
         with self._lock:

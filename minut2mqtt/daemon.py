@@ -13,8 +13,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flask import Response, request
-
 from . import __version__
 from .bridge import Bridge
 from .entities import MINUT_CONNECTED
@@ -101,7 +99,6 @@ class Daemon:
         )
         self.puller = EventPuller(self.minut)
         self._cursor_unsaved = False
-        self._cursor_save_lock = threading.Lock()
         self._cursor: dict[str, str] = {}
         """Per home, the time up to which its events are known (ISO): where a pull starts."""
         self._cursor_lock = threading.Lock()
@@ -126,10 +123,10 @@ class Daemon:
         self.last_webhook_at: datetime | None = None
         self._last_webhook_monotonic = 0.0
         self.minut_status = "starting"
+        """`connected`, or why not: `unauthorized`, `rate_limited`, `unreachable`."""
         self.polls: Counter[str] = Counter()
         self.webhook_deliveries: Counter[str] = Counter()
         self.events_pulled = 0
-        """`connected`, or why not: `unauthorized`, `rate_limited`, `unreachable`."""
         self.api_errors = 0
         self.last_api_error: str | None = None
         """The last failure of any request to Minut (poll or pull), None once one succeeds."""
@@ -166,9 +163,9 @@ class Daemon:
             signature_header=webhook.signature_header,
             token_header=webhook.token_header,
             page=page_options_for(self),
+            on_delivery=self._count_delivery,
+            metrics=metrics_view(self.metrics_snapshot),
         )
-        app.add_url_rule("/metrics", "metrics", metrics_view(self.metrics_snapshot))
-        app.after_request(self._count_webhook_delivery)
         try:
             self._webhook_server = BackgroundServer(
                 app, webhook.host, webhook.port, ident="webhook-server"
@@ -240,11 +237,8 @@ class Daemon:
             last_poll_timestamp=self.last_poll.timestamp() if self.last_poll else None,
         )
 
-    def _count_webhook_delivery(self, response: Response) -> Response:
-        if request.path.startswith("/webhook/"):
-            outcome = "accepted" if response.status_code < 400 else "rejected"
-            self.webhook_deliveries[outcome] += 1
-        return response
+    def _count_delivery(self, accepted: bool) -> None:
+        self.webhook_deliveries["accepted" if accepted else "rejected"] += 1
 
     def health(self) -> tuple[dict[str, Any], bool]:
         connected = self.publisher.connected
@@ -445,25 +439,21 @@ class Daemon:
             self._last_pull_at = time.monotonic()
             return
         new = 0
-        batches = self.puller.pull(since_by_home)
-        while True:
-            asked_at = datetime.now(UTC)
-            batch = next(batches, None)
-            if batch is None:
-                break
-            homes, events = batch
+        for homes, events in self.puller.pull(since_by_home):
             self._note_api_result("pulling events from", None)
             new += sum(1 for event in events if not self.bridge.has_published(event.id))
             for event in events:
                 self._events.put((event, False))
-            self._known_up_to(homes, asked_at - PULL_OVERLAP)
+            # The answer covers the home up to when Minut wrote it, a moment before now: the
+            # overlap (minutes) covers that moment as well as events reaching the history late.
+            self._known_up_to(homes, datetime.now(UTC) - PULL_OVERLAP)
         self._last_pull_at = time.monotonic()
         if new:
             self.events_pulled += new
             log.info("%d events pulled from Minut that no webhook had delivered", new)
 
     def _known_up_to(self, home_ids: list[str], moment: datetime) -> None:
-        """A pull asked at `moment` (less the overlap) found every event of these homes."""
+        """Every event of these homes up to `moment` has been queued."""
         known_up_to = format_time(moment) or ""
         with self._cursor_lock:
             for home_id in home_ids:
@@ -477,7 +467,6 @@ class Daemon:
         While a pull is due or running (at startup, after an outage or a silence), a delivery
         says nothing about the events before it: only the pull's success moves the cursor then.
         """
-        self._cursor_unsaved = True
         if event.home_id is None or event.created_at is None:
             return
         if self._catch_up_due.is_set() or self._catch_up_running:
@@ -486,23 +475,23 @@ class Daemon:
             known = parse_time(self._cursor.get(event.home_id))
             if known is None or event.created_at > known:
                 self._cursor[event.home_id] = format_time(event.created_at) or ""
+                self._cursor_unsaved = True
 
     @property
     def _cursor_path(self) -> Path:
         return self.settings.state_dir / CURSOR_FILE
 
     def _save_cursor(self) -> None:
-        with self._cursor_save_lock:
-            if not self._cursor_unsaved:
+        """From the poll loop, and at stop once it has ended: never two at once."""
+        with self._cursor_lock:
+            if not self._cursor_unsaved or not self._cursor:
                 return
             self._cursor_unsaved = False
-            with self._cursor_lock:
-                cursor = dict(self._cursor)
-            try:
-                if cursor:
-                    write_json(self._cursor_path, cursor)
-            except OSError as error:
-                log.error("cannot save the event cursor in %s: %s", self.settings.state_dir, error)
+            cursor = dict(self._cursor)
+        try:
+            write_json(self._cursor_path, cursor)
+        except OSError as error:
+            log.error("cannot save the event cursor in %s: %s", self.settings.state_dir, error)
 
     def _sweep_when_due(self) -> None:
         """Once per connection, after the broker replayed its retained configs and we polled."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from flask import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -34,7 +34,7 @@ class MetricsSnapshot:
     publish_queue: int
     devices: int
     homes: int
-    last_poll_timestamp: float | None = field(default=None)
+    last_poll_timestamp: float | None = None
 
 
 class _DaemonCollector(Collector):

@@ -100,8 +100,13 @@ def create_app(
     signature_header: str = "X-Minut-Signature",
     token_header: str = "X-Minut-Token",
     page: PageOptions | None = None,
+    on_delivery: Callable[[bool], None] = lambda accepted: None,
+    metrics: Callable[[], Response] | None = None,
 ) -> Flask:
     """`on_event` must return quickly (queue the event); `health` gives (document, healthy).
+
+    `on_delivery` hears of every request to the webhook path, accepted or not (for counting);
+    `metrics`, when given, serves `/metrics`.
 
     Once our hook is registered at Minut (`hook` gives its credentials), a delivery must also
     carry the registration token and the HMAC of its raw body, or it is refused (401).
@@ -138,6 +143,15 @@ def create_app(
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
         return _json({"error": (error.name or "error").lower()}, error.code or 500)
+
+    @app.after_request
+    def note_delivery(response: Response) -> Response:
+        if request.path.startswith("/webhook/"):  # refusals by Flask (413, 405) included
+            on_delivery(response.status_code < 400)
+        return response
+
+    if metrics is not None:
+        app.add_url_rule("/metrics", "metrics", metrics)
 
     if page is not None:
         _add_page_routes(app, page)

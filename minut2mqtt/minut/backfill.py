@@ -82,7 +82,12 @@ def pull_account_events(client: MinutClient, since_by_home: Mapping[str, datetim
         items = answer.get("events") if isinstance(answer, dict) else None
         if not isinstance(items, list):
             raise MinutApiError("GET /events: answer has no 'events' list")
-        page = [event for item in items if (event := _parse_account_event(item)) is not None]
+        page = [
+            event
+            for item in items
+            if isinstance(item, dict)
+            and (event := _parsed(item, "the account's history")) is not None
+        ]
         events += page
         newest = max((e.created_at for e in page if e.created_at is not None), default=None)
         if len(items) < PAGE_SIZE or newest is None or newest <= start:
@@ -126,13 +131,11 @@ def _oldest_first(events: Iterable[Event]) -> list[Event]:
     return sorted(events, key=lambda event: event.created_at or oldest)
 
 
-def _parse_account_event(item: Any) -> Event | None:
-    if not isinstance(item, dict):
-        return None
+def _parsed(raw: dict[str, Any], history: str) -> Event | None:
     try:
-        return parse_event(item)
+        return parse_event(raw)
     except MinutDataError as error:
-        log.warning("ignoring an event from the account's history: %s", error)
+        log.warning("ignoring an event from %s: %s", history, error)
         return None
 
 
@@ -151,8 +154,4 @@ def _as_webhook_event(item: dict[str, Any], home_id: str) -> Event | None:
         "created_at": item.get("event_time"),
         "home_id": item.get("home_id") or home_id,
     }
-    try:
-        return parse_event(raw)
-    except MinutDataError as error:
-        log.warning("ignoring an event of home %s from its history: %s", home_id, error)
-        return None
+    return _parsed(raw, f"home {home_id}'s history")

@@ -8,7 +8,6 @@ spending the same client's budget) pauses every request until the API's Retry-Af
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import threading
 import time
@@ -55,7 +54,7 @@ class RequestScheduler:
         self._clock = clock
         self._sleep = sleep
         self._condition = threading.Condition()
-        self._waiting: list[tuple[float, int]] = []
+        self._waiting: set[tuple[float, int]] = set()
         """Tickets of the requests waiting: (rank, arrival number), lowest rank first."""
         self._arrivals = itertools.count()
         self._paused_until = 0.0
@@ -67,18 +66,17 @@ class RequestScheduler:
         with self._condition:
             rank = self._clock() + int(priority) * self._head_start
             ticket = (rank, next(self._arrivals))
-            heapq.heappush(self._waiting, ticket)
+            self._waiting.add(ticket)
             try:
                 while True:
                     wait = self._wait_needed()
-                    first = self._waiting[0] == ticket
+                    first = min(self._waiting) == ticket
                     if first and wait <= 0:
                         break
                     self._idle(wait if first else None)
                 self._sent.append(self._clock())
             finally:
-                self._waiting.remove(ticket)
-                heapq.heapify(self._waiting)
+                self._waiting.discard(ticket)
                 self._condition.notify_all()
 
     def pause(self, seconds: float | None) -> None:

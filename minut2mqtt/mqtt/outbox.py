@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 100_000
 REMEMBERED_EVENT_IDS = 10_000
-"""Ids of the latest events handed over that the file keeps (a redelivery is not published)."""
+"""Ids of the latest events handed over that the file keeps, and the bridge in memory: a
+redelivery of one of them is not published again."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (

@@ -141,7 +141,8 @@ class Pacer:
 
 
 class MqttPublisher:
-    """paho-mqtt 2.x: QoS 1, automatic reconnect, retained last will on the availability topic.
+    """paho-mqtt 2.x: retained messages at QoS 1, events at QoS 2, automatic reconnect, retained
+    last will on the availability topic.
 
     Speaks MQTT 3.1.1, which Mosquitto and the embedded amqtt broker both accept.
 
