@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from functools import partial
 
 from minut2mqtt.daemon import Daemon
 from minut2mqtt.embedded_broker import first_free_port
@@ -96,7 +97,7 @@ def main() -> int:
         threading.Thread(target=make_events, daemon=True).start()
         while time.monotonic() - started < args.seconds:
             for event_id in [i for i in list(created_at) if i not in published_at]:
-                if daemon.bridge.has_published(event_id):
+                if daemon.writer.ask(partial(daemon.writer.mirror.has_published, event_id)):
                     published_at[event_id] = time.monotonic()
             time.sleep(0.2)
         stop.set()

@@ -120,13 +120,13 @@ def main() -> None:
         for number in range(args.devices):
             account.set_reading(f"point{number:04d}", "temperature", 22.5)
         counter.states.clear()
-        daemon.poll_once()
+        daemon.poller.poll_once()
         steady = counter.wait_states(args.devices)
         requests = [path for _, path, _ in account.requests]
 
         counter.states.clear()
         republish_started = time.monotonic()
-        daemon.bridge.republish()
+        daemon.writer.request_republish()
         counter.wait_states(args.devices)
         republish = time.monotonic() - republish_started
         daemon.stop()

@@ -11,9 +11,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from .minut.client import MinutApiError, MinutClient
-from .mqtt.publisher import tls_context
+from .mqtt.tls import tls_context
 from .settings import Settings
-from .webhook import page_url
+from .web.page import page_url
 
 
 @dataclass(frozen=True)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
 from . import __version__
 from .logs import configure_logging
 from .settings import ConfigError, Settings, env_name, leaf_fields, load_settings, require
+from .signals import stop_on_signals
 
 log = logging.getLogger("minut2mqtt")
 
@@ -70,15 +69,6 @@ def run_daemon(settings: Settings) -> int:
     daemon.wait()
     daemon.stop()
     return 0
-
-
-def stop_on_signals(stop: Callable[[], None]) -> None:
-    def handle(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s: shutting down", signal.Signals(signum).name)
-        stop()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -13,13 +13,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .cli import stop_on_signals
 from .daemon import Daemon
 from .embedded_broker import EmbeddedBroker, EmbeddedBrokerError, first_free_port
-from .http_server import WILDCARD_HOSTS
 from .logs import configure_logging
 from .settings import Settings, load_settings
+from .signals import stop_on_signals
 from .simulator import SimulatedAccount, SimulatorServer, demo_account
+from .web.server import WILDCARD_HOSTS
 
 log = logging.getLogger("minut2mqtt.demo")
 

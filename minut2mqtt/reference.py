@@ -22,8 +22,7 @@ import annotated_types
 from pydantic import BaseModel, SecretBytes, SecretStr
 from pydantic.fields import FieldInfo
 
-from .entities import (
-    BATTERY_LOW_PERCENT,
+from .core.entities import (
     BRIDGE_VALUES,
     DEVICE_STATES,
     HOME_STATES,
@@ -80,10 +79,11 @@ def entity_reference() -> str:
             f"| `{reading.key}` | {reading.name} | {reading.device_class or '—'} "
             f"| {reading.unit or '—'} | {'diagnostic' if reading.diagnostic else '—'} |"
         )
+    legacy = " and ".join(f"`{reading.key}`" for reading in READINGS if reading.legacy)
     lines += [
         "",
         "A sensor is created only for readings the Point actually carries and has renewed in",
-        "the last 30 days (legacy `pressure` and `part_als` values from before 2021 stay in the",
+        f"the last 30 days (legacy {legacy} values from before 2021 stay in the",
         "state document, without an entity that could never be available). A reading key not",
         "listed here gets a plain sensor with no device class and no unit.",
         "",
@@ -123,14 +123,12 @@ def _binary_table(specs: tuple[BinarySpec, ...]) -> list[str]:
         on_events = ", ".join(f"`{event}`" for event in sorted(spec.on_events))
         if spec.momentary:
             off = "off after `mqtt.momentary_seconds`"
-        elif spec.key == "connectivity":
-            off = "`device_offline`; the device's `offline` flag on each poll"
         elif spec.off_events:
             off = ", ".join(f"`{event}`" for event in sorted(spec.off_events))
         else:
             off = "the next poll, unless in the Point's `ongoing_events`"
-        if spec.key == "battery_low":
-            off += f"; also on while the battery is at most {BATTERY_LOW_PERCENT:g} %"
+        if spec.poll is not None and spec.poll.note:
+            off += f"; {spec.poll.note}"
         lines.append(
             f"| `{spec.key}` | {spec.name} | {spec.device_class or '—'} | {on_events} | {off} |"
         )

@@ -23,14 +23,18 @@ import pytest
 import requests
 from conftest import CLIENT_ID, CLIENT_SECRET, WEBHOOK_SECRET
 
+from minut2mqtt.core.status import Status
 from minut2mqtt.daemon import Daemon
 from minut2mqtt.minut.client import MinutAuthError, MinutClient
+from minut2mqtt.minut.connect import ConnectError
 from minut2mqtt.minut.scheduler import RequestScheduler
-from minut2mqtt.minut.tokens import TOKENS_FILE, AuthorizationCodeTokens, ConnectError
+from minut2mqtt.minut.user_tokens import TOKENS_FILE, AuthorizationCodeTokens
 from minut2mqtt.settings import ConfigError, load_settings
 from minut2mqtt.simulator import SimulatedAccount, SimulatorServer
-from minut2mqtt.status_page import AccountView, StatusSnapshot
-from minut2mqtt.webhook import PageOptions, create_app
+from minut2mqtt.web.app import create_app
+from minut2mqtt.web.intake import WebhookIntake
+from minut2mqtt.web.page import PageOptions
+from minut2mqtt.web.status_page import AccountView, PageSnapshot
 
 REDIRECT_URI = "http://localhost:8000/api/minut"
 
@@ -220,7 +224,7 @@ def test_token_calls_spend_the_request_budget(simulator, account, tmp_path):
 
 
 def page_app(password: str | None = None) -> Any:
-    snapshot = StatusSnapshot(
+    snapshot = PageSnapshot(
         account=AccountView("client_credentials", True),
         homes=(),
         last_poll=None,
@@ -234,9 +238,8 @@ def page_app(password: str | None = None) -> Any:
         now=datetime.now(UTC),
     )
     app = create_app(
-        WEBHOOK_SECRET,
-        lambda event: None,
-        lambda: ({"status": "ok"}, True),
+        WebhookIntake(WEBHOOK_SECRET, lambda event: None),
+        lambda: Status(mqtt_connected=True),
         page=PageOptions(
             snapshot=lambda: snapshot,
             account=None,
@@ -329,9 +332,8 @@ def test_a_configured_redirect_uri_is_sent_instead_of_the_derived_one(simulator,
     public = "https://home.example.org/minut/api/minut"
     tokens = token_source(simulator, tmp_path)
     app = create_app(
-        WEBHOOK_SECRET,
-        lambda event: None,
-        lambda: ({}, True),
+        WebhookIntake(WEBHOOK_SECRET, lambda event: None),
+        lambda: Status(mqtt_connected=True),
         page=PageOptions(
             snapshot=lambda: None,  # type: ignore[arg-type,return-value]
             account=tokens,
@@ -422,9 +424,9 @@ def test_a_denied_or_forged_answer_is_refused_on_the_page(auth_code_daemon, tmp_
 def test_a_revoked_grant_shows_a_reconnect_button(auth_code_daemon, account):
     daemon = auth_code_daemon
     connect_through_the_page(daemon)
-    wait_until(lambda: daemon.last_poll is not None, "a poll after connecting")
+    wait_until(lambda: daemon.status.snapshot().last_poll is not None, "a poll after connecting")
     account.revoke_user_grant()
-    daemon.request_poll()
+    daemon.poller.request_poll()
     html = wait_until(
         lambda: "Reconnect" in (text := requests.get(page(daemon), timeout=10).text) and text,
         "the reconnect button",
@@ -438,7 +440,7 @@ def test_a_revoked_grant_shows_a_reconnect_button(auth_code_daemon, account):
 
 def test_the_page_with_client_credentials_shows_the_account_and_devices(start_daemon):
     daemon = start_daemon()
-    wait_until(lambda: daemon.last_poll is not None, "the first poll")
+    wait_until(lambda: daemon.status.snapshot().last_poll is not None, "the first poll")
     html = requests.get(page(daemon), timeout=10).text
     assert "client credentials" in html and "Hallway" in html
     assert 'id="connect"' not in html

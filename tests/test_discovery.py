@@ -5,21 +5,21 @@ from __future__ import annotations
 import re
 
 from minut2mqtt import __version__
-from minut2mqtt.entities import (
+from minut2mqtt.core.discovery import (
+    DiscoveryContext,
+    bridge_configs,
+    device_configs,
+    home_configs,
+)
+from minut2mqtt.core.entities import (
     BRIDGE_VALUES,
     DEVICE_STATES,
     EVENT_TYPES_FOR_HA,
     HOME_STATES,
     READINGS,
 )
+from minut2mqtt.core.topics import Topics
 from minut2mqtt.minut.models import parse_device, parse_home
-from minut2mqtt.mqtt.discovery import (
-    DiscoveryContext,
-    bridge_configs,
-    device_configs,
-    home_configs,
-)
-from minut2mqtt.mqtt.topics import Topics
 
 CTX = DiscoveryContext(Topics("minut2mqtt", "homeassistant"), momentary_seconds=30)
 DEVICE = parse_device(

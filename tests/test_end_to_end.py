@@ -13,10 +13,17 @@ from brokers import MqttRecorder
 from conftest import WEBHOOK_SECRET, webhook_url
 from paho.mqtt.enums import CallbackAPIVersion
 
+from minut2mqtt.core.status import health_document
+
 BRIDGE = "minut2mqtt/bridge/availability"
 DEV1_STATE = "minut2mqtt/device/dev1/state"
 DEV1_EVENT = "minut2mqtt/device/dev1/event"
 DEV1_AVAILABILITY = "minut2mqtt/device/dev1/availability"
+
+
+def health(daemon: Any) -> dict[str, Any]:
+    """What /healthz answers now."""
+    return health_document(daemon.status.snapshot())
 
 
 def document(message: Any) -> dict[str, Any]:
@@ -48,6 +55,7 @@ def test_states_and_discovery_match_the_simulator(start_daemon, recorder, broker
     assert state["readings"]["battery"]["value"] == account.get_device("dev1")["battery"]["percent"]
     assert state["name"] == "Hallway" and state["online"] is True
 
+    recorder.wait_for_topic("minut2mqtt/home/home1/state")  # homes' states follow the Points'
     snapshot = retained(broker)
     assert snapshot[BRIDGE] == b"online"
     assert snapshot[DEV1_AVAILABILITY] == b"online"
@@ -151,7 +159,7 @@ def test_removed_device_has_its_discovery_removed(start_daemon, recorder, broker
     recorder.wait_for_topic("minut2mqtt/device/dev2/state")
     assert any("minut2mqtt_dev2" in topic for topic in retained(broker))
     account.remove_device("dev2")
-    daemon.poll_once()
+    daemon.poller.poll_once()
     # the availability topic is cleared last
     recorder.wait_for_topic(
         "minut2mqtt/device/dev2/availability", payload_predicate=lambda p: p == b""
@@ -179,7 +187,7 @@ def test_home_assistant_birth_triggers_republish(start_daemon, recorder):
     daemon = start_daemon()
     config_topic = "homeassistant/sensor/minut2mqtt_dev1/temperature/config"
     recorder.wait_for_topic(config_topic)
-    daemon.poll_once()  # nothing changed: discovery is not sent again on a poll
+    daemon.poller.poll_once()  # nothing changed: discovery is not sent again on a poll
     time.sleep(0.3)
     assert len([m for m in recorder.messages if m.topic == config_topic]) == 1
     recorder.clear()
@@ -199,7 +207,7 @@ def test_expired_token_is_renewed_transparently(start_daemon, recorder, account)
     tokens_before = _token_requests(account)
     account.expire_tokens()
     account.set_reading("dev1", "temperature", 25.0)
-    daemon.poll_once()
+    daemon.poller.poll_once()
     assert _token_requests(account) == tokens_before + 1
     state_where(recorder, DEV1_STATE, lambda s: s["readings"]["temperature"]["value"] == 25.0)
 
@@ -207,10 +215,10 @@ def test_expired_token_is_renewed_transparently(start_daemon, recorder, account)
 def test_short_lived_token_is_renewed_before_it_expires(start_daemon, account):
     account.token_lifetime = 3  # renewed once nine tenths of its life are over
     daemon = start_daemon()
-    daemon.poll_once()
+    daemon.poller.poll_once()
     tokens_before = _token_requests(account)
     time.sleep(3)
-    daemon.poll_once()
+    daemon.poller.poll_once()
     statuses = [status for method, path, status in account.requests]
     assert 401 not in statuses
     assert _token_requests(account) > tokens_before
@@ -225,11 +233,11 @@ def test_a_poll_costs_two_requests_whatever_the_number_of_devices(start_daemon, 
             readings={"temperature": 20.0},
         )
     daemon = start_daemon()
-    daemon.poll_once()
+    daemon.poller.poll_once()
     account.clear_requests()
-    daemon.poll_once()
+    daemon.poller.poll_once()
     assert sorted(path for _, path, _ in account.requests) == ["/v8/devices", "/v8/homes"]
-    assert len(daemon.bridge.devices) == 62
+    assert daemon.status.snapshot().devices == 62
 
 
 def test_api_errors_are_survived(start_daemon, recorder, account):
@@ -238,14 +246,14 @@ def test_api_errors_are_survived(start_daemon, recorder, account):
     account.fail_next(2, status=503)
     for _ in range(2):
         try:
-            daemon.poll_once()
+            daemon.poller.poll_once()
         except Exception as error:  # the poll loop catches and backs off
             assert "503" in str(error)
-    assert daemon.health()[0]["minut"]["last_error"]
+    assert health(daemon)["minut"]["last_error"]
     account.set_reading("dev1", "humidity", 60.0)
-    daemon.poll_once()
+    daemon.poller.poll_once()
     state_where(recorder, DEV1_STATE, lambda s: s["readings"]["humidity"]["value"] == 60.0)
-    assert daemon.health()[0]["minut"]["last_error"] is None
+    assert health(daemon)["minut"]["last_error"] is None
 
 
 def test_stale_reading_is_published_as_stale_and_stays_so_for_a_new_subscriber(
@@ -423,16 +431,16 @@ def test_a_revoked_grant_shows_on_the_status_topic_and_health_then_recovers(
     account.expire_tokens()
     for _ in range(2):  # the first refusal renews the token, which is refused too
         try:
-            daemon.poll_once()
+            daemon.poller.poll_once()
         except Exception as error:
             assert "client credentials" in str(error)
     status = state_where(
         recorder, "minut2mqtt/bridge/state", lambda s: s["minut"] == "unauthorized"
     )
     assert "client_secret" in status["error"]
-    health, _ = daemon.health()
-    assert (health["status"], health["minut"]["status"]) == ("degraded", "unauthorized")
+    document = health(daemon)
+    assert (document["status"], document["minut"]["status"]) == ("degraded", "unauthorized")
     account.restore_client()
-    daemon.poll_once()
+    daemon.poller.poll_once()
     state_where(recorder, "minut2mqtt/bridge/state", lambda s: s["minut"] == "connected")
-    assert daemon.health()[0]["status"] == "ok"
+    assert health(daemon)["status"] == "ok"

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from paho.mqtt.client import topic_matches_sub
 
-from minut2mqtt.entities import KNOWN_EVENT_TYPES
+from minut2mqtt.core.entities import KNOWN_EVENT_TYPES
 
 FLOW_FILE = Path(__file__).parent.parent / "examples" / "node-red-flow.json"
 CORE_NODE_TYPES = {"tab", "comment", "mqtt-broker", "mqtt in", "json", "function", "switch"}

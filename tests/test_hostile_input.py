@@ -28,12 +28,12 @@ from conftest import CLIENT_ID, CLIENT_SECRET, WEBHOOK_SECRET, daemon_overrides
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from minut2mqtt.core.entities import HOME_EVENT_TYPES
+from minut2mqtt.core.topics import topic_safe
 from minut2mqtt.daemon import Daemon
-from minut2mqtt.entities import HOME_EVENT_TYPES
-from minut2mqtt.mqtt.topics import topic_safe
 from minut2mqtt.settings import load_settings
 from minut2mqtt.simulator import SimulatedAccount, SimulatorServer
-from minut2mqtt.webhook import MAX_BODY_BYTES
+from minut2mqtt.web.intake import MAX_BODY_BYTES
 
 EVENT_TOPICS = "minut2mqtt/+/+/event"
 
@@ -95,7 +95,7 @@ def listener(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
         try:
             assert daemon.publisher.wait_connected(10), "daemon did not connect to the broker"
             deadline = time.monotonic() + 15
-            while len(daemon.bridge.devices) < 2:  # events wait for the first poll
+            while daemon.status.snapshot().devices < 2:  # events wait for the first poll
                 assert time.monotonic() < deadline, "the first poll did not happen"
                 time.sleep(0.05)
             yield Listener(f"http://127.0.0.1:{daemon.webhook_port}", http, events)

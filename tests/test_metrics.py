@@ -28,7 +28,7 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def wait_for_first_poll(daemon) -> None:
     """After it, the poll loop sleeps for poll_interval: the test's own polls are the only ones."""
     deadline = time.monotonic() + 10
-    while daemon.last_poll is None:
+    while daemon.status.snapshot().last_poll is None:
         assert time.monotonic() < deadline, "no first poll"
         time.sleep(0.05)
 
@@ -38,7 +38,7 @@ def test_metrics_count_polls_requests_webhooks_events_and_mqtt(start_daemon, rec
     wait_for_first_poll(daemon)
     account.fail_next(1, status=503, paths="/devices")
     with pytest.raises(MinutApiError):
-        daemon.poll_once()
+        daemon.poller.poll_once()
     delivery = {
         "event": {"id": "m-1", "type": "pir_motion", "home_id": "home1", "device_id": "dev1"}
     }
@@ -68,7 +68,7 @@ def test_a_429_is_counted(start_daemon, account):
     wait_for_first_poll(daemon)
     account.fail_next(1, status=429, retry_after=0, paths="/devices")
     with pytest.raises(MinutApiError):
-        daemon.poll_once()
+        daemon.poller.poll_once()
     metrics = scrape(daemon.webhook_port)
     assert metrics[("minut2mqtt_api_rate_limited_total", ())] == 1
     assert metrics[("minut2mqtt_api_requests_total", (("status", "429"),))] == 1

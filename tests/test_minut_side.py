@@ -8,11 +8,10 @@ import time
 import pytest
 from conftest import CLIENT_ID, CLIENT_SECRET
 
-from minut2mqtt.daemon import Daemon
 from minut2mqtt.minut.client import MinutApiError, MinutAuthError, MinutClient
 from minut2mqtt.minut.models import MinutDataError, parse_device, parse_event, parse_home
 from minut2mqtt.minut.scheduler import Priority, RequestScheduler
-from minut2mqtt.settings import load_settings
+from minut2mqtt.runtime.retry import retry_delay
 
 
 def test_device_with_nulls_missing_keys_and_unknown_fields():
@@ -189,14 +188,13 @@ def test_unreachable_api_is_an_api_error():
         client.get_devices()
 
 
-def test_retry_delay_backs_off_exponentially_and_honours_retry_after(tmp_path):
-    daemon = Daemon(load_settings(None, {"state_dir": tmp_path, "minut.poll_interval": 300}))
+def test_retry_delay_backs_off_exponentially_and_honours_retry_after():
     plain = MinutApiError("boom", 503)
-    delays = [daemon._retry_delay(plain, failures) for failures in range(1, 8)]
+    delays = [retry_delay(plain, failures, ceiling=300) for failures in range(1, 8)]
     assert 2.5 <= delays[0] <= 5
     assert all(delay <= 300 for delay in delays)
     assert delays[5] >= 80  # 5 s doubled five times, with at most half taken off by jitter
-    assert daemon._retry_delay(MinutApiError("slow down", 429, retry_after=120), 1) >= 120
+    assert retry_delay(MinutApiError("slow down", 429, retry_after=120), 1, ceiling=300) >= 120
 
 
 def test_readings_that_are_not_finite_numbers_are_ignored():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from minut2mqtt.mqtt.publisher import Pacer
+from minut2mqtt.mqtt.pacer import Pacer
 
 
 class FakeClock:

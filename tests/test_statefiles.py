@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from minut2mqtt.statefiles import read_json, webhook_secret, write_json
+from minut2mqtt.storage import read_json, webhook_secret, write_json
 
 
 def test_written_file_is_private_and_reads_back(tmp_path):

@@ -6,12 +6,12 @@ import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from minut2mqtt.status_page import (
+from minut2mqtt.web.status_page import (
     AccountView,
     DeviceRow,
     HomeRow,
+    PageSnapshot,
     ReadingRow,
-    StatusSnapshot,
     render,
     render_message,
 )
@@ -30,8 +30,8 @@ HALLWAY = DeviceRow(
 )
 
 
-def snapshot(**changes: object) -> StatusSnapshot:
-    base = StatusSnapshot(
+def snapshot(**changes: object) -> PageSnapshot:
+    base = PageSnapshot(
         account=AccountView("authorization_code", True, "user-1", NOW - timedelta(hours=2)),
         homes=(HomeRow("Beach house", "off", (), (HALLWAY,)),),
         last_poll=NOW - timedelta(seconds=40),

@@ -41,9 +41,11 @@ def start_registering_daemon(
         daemon.start()
         started.append(daemon)
         deadline = time.monotonic() + 15
-        while daemon.last_poll is None and time.monotonic() < deadline:
+        while daemon.status.snapshot().last_poll is None and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert daemon.last_poll is not None, daemon.last_poll_error
+        assert daemon.status.snapshot().last_poll is not None, (
+            daemon.status.snapshot().last_poll_error
+        )
         return daemon
 
     yield start

@@ -1,1 +1,1 @@
-"""The Minut side: the API client and typed views of its JSON."""
+"""The Minut side: the API client, its tokens and request budget, typed views of its JSON."""

@@ -14,13 +14,8 @@ import requests
 from ..settings import MinutSettings
 from .errors import MinutApiError, MinutAuthError, no_answer_reason, retry_after_seconds
 from .scheduler import Priority, RequestScheduler
-from .tokens import (
-    AuthorizationCodeTokens,
-    ClientCredentialsTokens,
-    TokenSource,
-    allow_plain_http_for,
-    token_url,
-)
+from .tokens import ClientCredentialsTokens, TokenSource, allow_plain_http_for, token_url
+from .user_tokens import AuthorizationCodeTokens
 
 __all__ = ["MinutApiError", "MinutAuthError", "MinutClient"]
 

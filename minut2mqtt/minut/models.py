@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,6 +60,23 @@ class Event:
     home_id: str | None
     device_id: str | None
     raw: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class HookCredentials:
+    """What Minut sends with every delivery of our hook, kept in state_dir."""
+
+    hook_id: str
+    url: str
+    hook_secret: str
+    token: str
+
+    def signature_valid(self, body: bytes, signature: str | None) -> bool:
+        expected = hmac.new(self.hook_secret.encode(), body, hashlib.sha256).hexdigest()
+        return signature is not None and hmac.compare_digest(expected, signature.strip().lower())
+
+    def token_valid(self, token: str | None) -> bool:
+        return token is not None and hmac.compare_digest(token.encode(), self.token.encode())
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -1,1 +1,1 @@
-"""The MQTT side: topics, payloads, Home Assistant discovery and the publishers."""
+"""The broker edge: the paho-mqtt publisher, its outbox on disk, TLS and pacing."""

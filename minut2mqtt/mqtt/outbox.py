@@ -24,12 +24,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.publishing import REMEMBERED_EVENT_IDS
+
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 100_000
-REMEMBERED_EVENT_IDS = 10_000
-"""Ids of the latest events handed over that the file keeps, and the bridge in memory: a
-redelivery of one of them is not published again."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (

@@ -1,4 +1,4 @@
-"""Where messages leave the bridge: the Publisher interface, paho-mqtt, and an in-memory twin."""
+"""Where messages leave the bridge: the Publisher over paho-mqtt, sending from the outbox."""
 
 from __future__ import annotations
 
@@ -10,17 +10,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from ..settings import NO_KEY_PASSPHRASE, TlsSettings
+from ..core.documents import OFFLINE, ONLINE
+from ..core.publishing import EVENT_QOS, QOS
 from .outbox import DEFAULT_LIMIT, Outbox, OutboxRow
-from .payloads import EVENT_QOS, OFFLINE, ONLINE, QOS
+from .pacer import Pacer
+from .trouble import ConnectionTrouble
 
 log = logging.getLogger(__name__)
 
@@ -32,54 +33,6 @@ messages (seen: 80 of 100 events lost), so no more may be in flight.
 """
 MAX_TOPIC_BYTES = 65_535
 MAX_PAYLOAD_BYTES = 268_435_455
-X509_V_ERR_HOSTNAME_MISMATCH = 62
-X509_V_ERR_IP_ADDRESS_MISMATCH = 64
-
-
-class Publisher(Protocol):
-    def publish(
-        self, topic: str, payload: str | bytes, *, retain: bool, event_id: str | None = None
-    ) -> None:
-        """Queue one message (retained at QoS 1, others at QoS 2); never blocks on the network.
-
-        `event_id`: the Minut event the message carries, remembered with it (see
-        `published_event_ids`), so that no restart publishes that event again.
-        """
-
-
-@dataclass
-class PublishedMessage:
-    topic: str
-    payload: bytes
-    retain: bool
-
-
-@dataclass
-class MemoryPublisher:
-    """Keeps what would have been published: for unit tests of the bridge logic."""
-
-    messages: list[PublishedMessage] = field(default_factory=list)
-    retained: dict[str, bytes] = field(default_factory=dict)
-    event_ids: list[str] = field(default_factory=list)
-
-    def publish(
-        self, topic: str, payload: str | bytes, *, retain: bool, event_id: str | None = None
-    ) -> None:
-        data = payload.encode() if isinstance(payload, str) else payload
-        self.messages.append(PublishedMessage(topic, data, retain))
-        if event_id is not None and event_id not in self.event_ids:
-            self.event_ids.append(event_id)
-        if retain:
-            if data:
-                self.retained[topic] = data
-            else:
-                self.retained.pop(topic, None)
-
-    def on_topic(self, topic: str) -> list[PublishedMessage]:
-        return [message for message in self.messages if message.topic == topic]
-
-    def clear(self) -> None:
-        self.messages.clear()
 
 
 @dataclass(frozen=True)
@@ -98,46 +51,6 @@ class MqttOptions:
     """The SQLite file where messages wait for the broker; None: in memory, lost on a restart."""
     outbox_limit: int = DEFAULT_LIMIT
     """The most messages the outbox keeps; beyond, the oldest retained, then events, go."""
-
-
-def tls_context(tls: TlsSettings) -> ssl.SSLContext | None:
-    """The context for MQTT over TLS, or None for plain MQTT.
-
-    Verifies the broker's certificate and that it names mqtt.host, unless `insecure`.
-    The settings have already checked that the files exist and load.
-    """
-    if not tls.active:
-        return None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    if tls.ca_file is not None:
-        context.load_verify_locations(cafile=tls.ca_file)
-    else:
-        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
-    if tls.cert_file is not None and tls.key_file is not None:
-        context.load_cert_chain(tls.cert_file, tls.key_file, password=NO_KEY_PASSPHRASE)
-    if tls.insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-class Pacer:
-    """A token bucket: lets `burst` messages through at once, then `rate` per second."""
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
-        self._rate = rate
-        self._burst = float(burst)
-        self._tokens = float(burst)
-        self._clock = clock
-        self._last = clock()
-
-    def delay(self) -> float:
-        """Take one token; the seconds to wait before sending (0 when one was available)."""
-        now = self._clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
-        self._last = now
-        self._tokens -= 1
-        return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
 
 
 class MqttPublisher:
@@ -202,9 +115,8 @@ class MqttPublisher:
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_publish = self._handle_acknowledged
         self._client.on_message = self._handle_message
-        self._client.on_log = self._remember_paho_error
-        self._reported_failure: str | None = None
-        self._last_paho_error: str | None = None
+        self._client.on_log = self._handle_paho_log
+        self._trouble = ConnectionTrouble(self._where, tls=options.tls_context is not None)
 
     @property
     def connected(self) -> bool:
@@ -406,9 +318,7 @@ class MqttPublisher:
         properties: object,
     ) -> None:
         if reason_code.is_failure:
-            self._report_failure(
-                "refused", f"MQTT broker {self._where} refused the connection: {reason_code}"
-            )
+            self._trouble.refused(reason_code)
             return
         with self._handoff:
             # paho keeps what the lost connection left unacknowledged and sends it again right
@@ -420,7 +330,7 @@ class MqttPublisher:
                 self._generation += 1
                 self._signal()
             self._connected.set()
-        self._reported_failure = None
+        self._trouble.connected()
         log.info("connected to MQTT broker %s", self._where)
         client.publish(self._options.availability_topic, ONLINE, qos=QOS, retain=True)
         for topic_filter in self._subscriptions:
@@ -430,23 +340,7 @@ class MqttPublisher:
     def _handle_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
         # paho calls this from inside its `except OSError:` around connecting, and keeps the
         # exception to itself: it is still the one being handled.
-        error = sys.exc_info()[1]
-        # A plain MQTT listener hangs up on the TLS hello: a reset means a handshake gone wrong.
-        if self._options.tls_context is not None and isinstance(
-            error, ssl.SSLError | ConnectionResetError
-        ):
-            self._report_failure(
-                "tls",
-                f"MQTT TLS handshake with {self._where} failed: {_describe_tls_error(error)}; "
-                "retrying, messages are kept meanwhile",
-            )
-        else:
-            reason = f" ({error.strerror or error})" if isinstance(error, OSError) else ""
-            self._report_failure(
-                "unreachable",
-                f"cannot reach the MQTT broker at {self._where}{reason} "
-                "(check mqtt.host and mqtt.port); retrying, messages are kept meanwhile",
-            )
+        self._trouble.connect_failed(sys.exc_info()[1])
 
     def _handle_disconnect(
         self,
@@ -458,36 +352,18 @@ class MqttPublisher:
     ) -> None:
         if self._connected.is_set():
             self.reconnects += 1
+            self._trouble.forget_paho_error()
             log.warning("lost the MQTT broker (%s); reconnecting", reason_code)
-        elif self._last_paho_error is not None and self._reported_failure != "refused":
-            # Under TLS 1.3 the broker judges our client certificate after the handshake, so
-            # its refusal arrives as a failed read, which paho only logs.
-            hint = (
-                " (does the broker require a client certificate? mqtt.tls.cert_file)"
-                if self._options.tls_context is not None and "certificate" in self._last_paho_error
-                else ""
-            )
-            self._report_failure(
-                "dropped",
-                f"MQTT broker {self._where} closed the connection before accepting it: "
-                f"{self._last_paho_error}{hint}; retrying, messages are kept meanwhile",
-            )
-        self._last_paho_error = None
+        else:
+            self._trouble.closed_before_accepting()
         self._connected.clear()
         with self._wake:
             self._signal()
 
-    def _remember_paho_error(
+    def _handle_paho_log(
         self, client: mqtt.Client, userdata: object, level: int, message: str
     ) -> None:
-        if level == mqtt.MQTT_LOG_ERR:
-            self._last_paho_error = message
-
-    def _report_failure(self, kind: str, message: str) -> None:
-        """Log a failure to connect once, not on every retry, until it changes or we connect."""
-        if kind != self._reported_failure:
-            self._reported_failure = kind
-            log.error("%s", message)
+        self._trouble.paho_logged(level, message)
 
     @property
     def _where(self) -> str:
@@ -520,18 +396,3 @@ def _sendable_payload(topic: str, payload: str | bytes) -> bytes | None:
         log.error("MQTT message to %s: payload of %d bytes is too large, dropped", topic, len(data))
         return None
     return data
-
-
-def _describe_tls_error(error: OSError) -> str:
-    """The handshake error with what to change for the common causes."""
-    wrong_port_hint = "(is mqtt.port the broker's TLS port? usually 8883)"
-    if isinstance(error, ConnectionResetError):
-        return f"the broker hung up ({error.strerror}) {wrong_port_hint}"
-    if isinstance(error, ssl.SSLCertVerificationError):
-        reason = f"certificate verify failed: {error.verify_message}"
-        if error.verify_code in (X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH):
-            return f"{reason} (mqtt.host must be a name the broker's certificate lists)"
-        return f"{reason} (mqtt.tls.ca_file must hold the CA that signed the broker's certificate)"
-    if isinstance(error, ssl.SSLError) and error.reason == "WRONG_VERSION_NUMBER":
-        return f"{error} {wrong_port_hint}"
-    return str(error)

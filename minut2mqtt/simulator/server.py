@@ -3,7 +3,7 @@
 from types import TracebackType
 from typing import Self
 
-from ..http_server import WILDCARD_HOSTS, BackgroundServer
+from ..web.server import WILDCARD_HOSTS, BackgroundServer
 from .account import API_PREFIX, SimulatedAccount
 from .app import create_app
 

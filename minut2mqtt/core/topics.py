@@ -23,7 +23,7 @@ class Topics:
         return f"{self.base}/bridge/availability"
 
     @property
-    def bridge_state(self) -> str:
+    def bridge_status(self) -> str:
         return f"{self.base}/bridge/state"
 
     @property

@@ -1,44 +1,21 @@
-"""`/metrics` in Prometheus' text format, read from the daemon's own counters at each scrape."""
+"""`/metrics` in Prometheus' text format, read from the bridge's status at each scrape."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 
 from flask import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..core.status import Status
+
 PREFIX = "minut2mqtt"
 
 
-@dataclass(frozen=True)
-class MetricsSnapshot:
-    """What the daemon counted so far; counters only ever grow while it runs."""
-
-    polls: Mapping[str, int]
-    """By outcome: `ok`, `failed`."""
-    api_responses: Mapping[str, int]
-    """Minut API answers by HTTP status, `error` for no answer (timeout, refused)."""
-    rate_limited: int
-    requests_last_minute: int
-    minut_connected: bool
-    webhooks: Mapping[str, int]
-    """Webhook deliveries by outcome: `accepted`, `rejected`."""
-    events_published: int
-    events_pulled: int
-    """Events that came from a pull because no webhook had delivered them."""
-    mqtt_connected: bool
-    mqtt_reconnects: int
-    publish_queue: int
-    devices: int
-    homes: int
-    last_poll_timestamp: float | None = None
-
-
-class _DaemonCollector(Collector):
-    def __init__(self, snapshot: Callable[[], MetricsSnapshot]):
+class _StatusCollector(Collector):
+    def __init__(self, snapshot: Callable[[], Status]):
         self._snapshot = snapshot
 
     def collect(self) -> Iterator[Metric]:
@@ -58,7 +35,7 @@ class _DaemonCollector(Collector):
         )
         yield _gauge("minut_up", "1 while the Minut API answers", now.minut_connected)
         yield _labelled_counter(
-            "webhooks", "Webhook deliveries by outcome", "outcome", now.webhooks
+            "webhooks", "Webhook deliveries by outcome", "outcome", now.webhook_deliveries
         )
         yield _counter("events_published", "Minut events published on MQTT", now.events_published)
         yield _counter(
@@ -71,18 +48,18 @@ class _DaemonCollector(Collector):
         )
         yield _gauge("devices", "Points in the Minut account", now.devices)
         yield _gauge("homes", "Homes in the Minut account", now.homes)
-        if now.last_poll_timestamp is not None:
+        if now.last_poll is not None:
             yield _gauge(
                 "last_poll_timestamp_seconds",
                 "Unix time of the last successful poll",
-                now.last_poll_timestamp,
+                now.last_poll.timestamp(),
             )
 
 
-def metrics_view(snapshot: Callable[[], MetricsSnapshot]) -> Callable[[], Response]:
+def metrics_view(snapshot: Callable[[], Status]) -> Callable[[], Response]:
     """A Flask view serving the metrics of `snapshot` (its own registry: no process metrics)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_DaemonCollector(snapshot))
+    registry.register(_StatusCollector(snapshot))
 
     def metrics() -> Response:
         return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

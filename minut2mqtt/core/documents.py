@@ -1,13 +1,22 @@
-"""The JSON documents on the plain topics, built from the bridge's state (pure functions)."""
+"""The JSON documents on the plain topics, built from what the bridge tracks (pure functions)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from ..entities import DEVICE_STATES, HOME_STATES, ha_event_type, reading_spec
 from ..minut.models import Event, Reading, format_time
-from ..state import DeviceState, HomeState
+from .entities import (
+    DEVICE_STATES,
+    HOME_STATES,
+    HOME_VALUES,
+    STATUS_VALUES,
+    BinarySpec,
+    ha_event_type,
+    reading_spec,
+)
+from .status import Status
+from .tracked import TrackedDevice, TrackedHome
 
 FRESH = "fresh"
 STALE = "stale"
@@ -15,10 +24,6 @@ ON = "ON"
 OFF = "OFF"
 ONLINE = "online"
 OFFLINE = "offline"
-QOS = 1
-"""Retained documents (discovery, states, availability): a repeat is harmless."""
-EVENT_QOS = 2
-"""Events: a repeat would run an automation twice, and a broker restart can repeat QoS 1."""
 
 
 def reading_status(
@@ -35,10 +40,10 @@ def reading_status(
     return FRESH if (now - measured_at).total_seconds() <= stale_after else STALE
 
 
-def device_document(state: DeviceState, now: datetime, stale_after: float) -> dict[str, Any]:
-    device = state.device
+def device_document(tracked: TrackedDevice, now: datetime, stale_after: float) -> dict[str, Any]:
+    device = tracked.device
     readings = {}
-    for key, reading in sorted(state.readings.items()):
+    for key, reading in sorted(tracked.readings.items()):
         spec = reading_spec(key)
         readings[key] = {
             "value": _rounded(reading.value, spec.precision),
@@ -56,22 +61,22 @@ def device_document(state: DeviceState, now: datetime, stale_after: float) -> di
         "last_heard_from_at": format_time(device.last_heard_from_at),
         "next_heartbeat_at": format_time(device.next_heartbeat_at),
         "readings": readings,
-        "states": {spec.key: ON if state.states[spec.key] else OFF for spec in DEVICE_STATES},
+        "states": _on_off(DEVICE_STATES, tracked.flags),
         "ongoing_events": sorted(device.ongoing_events),
     }
 
 
-def home_document(state: HomeState) -> dict[str, Any]:
-    home = state.home
+def home_document(tracked: TrackedHome) -> dict[str, Any]:
+    home = tracked.home
     return {
         "home_id": home.home_id,
         "name": home.name,
-        "alarm_status": home.alarm_status,
+        **{spec.key: spec.read(home) for spec in HOME_VALUES},
         "alarm_mode": home.alarm_mode,
         "disturbance_monitoring_active": home.disturbance_monitoring_active,
         "timezone": home.timezone,
         "devices": list(home.device_ids),
-        "states": {spec.key: ON if state.states[spec.key] else OFF for spec in HOME_STATES},
+        "states": _on_off(HOME_STATES, tracked.flags),
     }
 
 
@@ -82,6 +87,15 @@ def event_document(event: Event) -> dict[str, Any]:
     about it in discovery, else `other` (HA drops event types it was not told about).
     """
     return {**event.raw, "event_type": ha_event_type(event.type)}
+
+
+def status_document(status: Status) -> dict[str, Any]:
+    """The bridge's own state, retained on its status topic (its diagnostic entities read it)."""
+    return {value.key: value.read(status) for value in STATUS_VALUES}
+
+
+def _on_off(specs: tuple[BinarySpec, ...], flags: dict[str, bool]) -> dict[str, str]:
+    return {spec.key: ON if flags[spec.key] else OFF for spec in specs}
 
 
 def _rounded(value: float, precision: int | None) -> float:

@@ -1,12 +1,19 @@
-"""The table: every entity a Minut Point or home exposes, declared once.
+"""The table: every entity a Minut Point, a home and the bridge itself expose, declared once.
 
-The state documents, the Home Assistant discovery payloads, docs/topics.md and the tests are all
-derived from these rows. Adding a reading or a binary state is one row here.
+The state documents, the Home Assistant discovery payloads, the status page, docs/topics.md and
+the tests are all derived from these rows. Each row says where its value comes from and what is
+special about it, so no code elsewhere branches on an entity's key. Adding a reading or a binary
+state is one row here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from .. import __version__
+from ..minut.models import Device, Home, Reading, format_time
+from .status import MINUT_CONNECTED, Status
 
 
 @dataclass(frozen=True)
@@ -20,6 +27,28 @@ class ReadingSpec:
     precision: int | None = None
     diagnostic: bool = False
     enabled_by_default: bool = True
+    source: Callable[[Device], float | None] | None = None
+    """Where the value comes from when not from `latest_sensor_values` (the battery block); such
+    a reading is as old as the device's last contact."""
+    legacy: bool = False
+    """The API stopped renewing it before 2021: old values stay, usually without an entity."""
+
+
+@dataclass(frozen=True)
+class PollRule:
+    """How each poll sets a binary state of a Point, from the device as the API lists it."""
+
+    value: Callable[[BinarySpec, Device], bool]
+    note: str | None = None
+    """What the rule adds to the state's off events, for the docs."""
+
+
+def _while_ongoing(spec: BinarySpec, device: Device) -> bool:
+    return bool(spec.on_events & device.ongoing_events)
+
+
+WHILE_ONGOING = PollRule(_while_ongoing)
+"""On exactly when one of the state's on-events is in the device's `ongoing_events`."""
 
 
 @dataclass(frozen=True)
@@ -27,8 +56,8 @@ class BinarySpec:
     """An on/off state driven by Minut events, published as a Home Assistant `binary_sensor`.
 
     `on_events` switch it on, `off_events` off. A momentary state has no off event: it falls back
-    to off after `mqtt.momentary_seconds`. On every poll, a non-momentary state is corrected from
-    the device's `ongoing_events` (on exactly when one of its on-events is ongoing).
+    to off after `mqtt.momentary_seconds`. On every poll, `poll` corrects it from the device
+    (None: only events move it); a momentary state stays on until its time is up.
     """
 
     key: str
@@ -38,7 +67,9 @@ class BinarySpec:
     off_events: frozenset[str] = frozenset()
     momentary: bool = False
     diagnostic: bool = False
-    corrected_by_poll: bool = True
+    poll: PollRule | None = WHILE_ONGOING
+    available_while_offline: bool = False
+    """Available even while its Point is offline (a disconnected Point must be able to say so)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +78,7 @@ class HomeValueSpec:
 
     key: str
     name: str
+    read: Callable[[Home], object]
     icon: str | None = None
 
 
@@ -54,7 +86,15 @@ READINGS: tuple[ReadingSpec, ...] = (
     ReadingSpec("temperature", "Temperature", "temperature", "°C", precision=1),
     ReadingSpec("humidity", "Humidity", "humidity", "%", precision=0),
     ReadingSpec("sound", "Sound level", "sound_pressure", "dBA", precision=0),
-    ReadingSpec("battery", "Battery", "battery", "%", precision=0, diagnostic=True),
+    ReadingSpec(
+        "battery",
+        "Battery",
+        "battery",
+        "%",
+        precision=0,
+        diagnostic=True,
+        source=lambda device: device.battery_percent,
+    ),
     ReadingSpec(
         "battery_voltage",
         "Battery voltage",
@@ -63,10 +103,11 @@ READINGS: tuple[ReadingSpec, ...] = (
         precision=2,
         diagnostic=True,
         enabled_by_default=False,
+        source=lambda device: device.battery_voltage,
     ),
-    ReadingSpec("pressure", "Pressure", "atmospheric_pressure", "hPa", precision=0),
+    ReadingSpec("pressure", "Pressure", "atmospheric_pressure", "hPa", precision=0, legacy=True),
     ReadingSpec("accelerometer_z", "Acceleration Z", None, "g", precision=2, diagnostic=True),
-    ReadingSpec("part_als", "Ambient light (raw)", None, None, precision=0),
+    ReadingSpec("part_als", "Ambient light (raw)", None, None, precision=0, legacy=True),
 )
 """Readings a Point may carry. A reading becomes an entity only once a device carries it."""
 
@@ -79,6 +120,35 @@ def reading_spec(key: str) -> ReadingSpec:
     if known is not None:
         return known
     return ReadingSpec(key, key.replace("_", " ").capitalize())
+
+
+def readings_of(device: Device) -> Mapping[str, Reading]:
+    """Every reading the device carries now: `latest_sensor_values` and the rows' sources."""
+    readings = dict(device.readings)
+    for spec in READINGS:
+        value = spec.source(device) if spec.source is not None else None
+        if value is not None:
+            readings[spec.key] = Reading(value, device.last_heard_from_at)
+    return readings
+
+
+BATTERY_LOW_PERCENT = 10.0
+"""`battery_low` is also on while the battery percentage is at or below this."""
+
+
+def _ongoing_or_battery_low(spec: BinarySpec, device: Device) -> bool:
+    percent = device.battery_percent
+    low = percent is not None and percent <= BATTERY_LOW_PERCENT
+    return low or _while_ongoing(spec, device)
+
+
+ONLINE_FLAG = PollRule(
+    lambda spec, device: not device.offline, "the device's `offline` flag on each poll"
+)
+ONGOING_OR_BATTERY_LOW = PollRule(
+    _ongoing_or_battery_low,
+    f"also on while the battery is at most {BATTERY_LOW_PERCENT:g} %",
+)
 
 
 def _events(*names: str) -> frozenset[str]:
@@ -116,7 +186,7 @@ DEVICE_STATES: tuple[BinarySpec, ...] = (
     ),
     BinarySpec(
         "battery_low", "Battery low", "battery",
-        _events("battery_low", "battery_empty"), diagnostic=True,
+        _events("battery_low", "battery_empty"), diagnostic=True, poll=ONGOING_OR_BATTERY_LOW,
     ),
     BinarySpec(
         "button", "Button", None, _events("short_button_press"), momentary=True,
@@ -128,13 +198,10 @@ DEVICE_STATES: tuple[BinarySpec, ...] = (
     BinarySpec(
         "connectivity", "Connectivity", "connectivity",
         _events("device_online"), _events("device_offline"), diagnostic=True,
-        corrected_by_poll=False,
+        poll=ONLINE_FLAG, available_while_offline=True,
     ),
 )  # fmt: skip
-"""Binary states of a Point. Connectivity follows the device's `offline` flag on each poll."""
-
-BATTERY_LOW_PERCENT = 10.0
-"""`battery_low` is also on while the battery percentage is at or below this."""
+"""Binary states of a Point."""
 
 HOME_STATES: tuple[BinarySpec, ...] = (
     BinarySpec(
@@ -142,56 +209,84 @@ HOME_STATES: tuple[BinarySpec, ...] = (
         _events("disturbance_first_notice", "disturbance_second_notice",
                 "disturbance_third_notice"),
         _events("disturbance_ended", "disturbance_dismissed"),
-        corrected_by_poll=False,
+        poll=None,
     ),
 )  # fmt: skip
 """Binary states of a home. Noise events belong to the home, not to a Point."""
 
 HOME_VALUES: tuple[HomeValueSpec, ...] = (
-    HomeValueSpec("alarm_status", "Alarm status", "mdi:shield-home"),
+    HomeValueSpec(
+        "alarm_status", "Alarm status", lambda home: home.alarm_status, "mdi:shield-home"
+    ),
 )
 
 
 @dataclass(frozen=True)
+class StatusValue:
+    """One key of the bridge's status document (`<base>/bridge/state`)."""
+
+    key: str
+    read: Callable[[Status], object]
+
+
+MINUT_STATUS = StatusValue("minut", lambda status: status.minut)
+LAST_POLL = StatusValue("last_poll", lambda status: format_time(status.last_poll))
+LAST_WEBHOOK = StatusValue("last_webhook", lambda status: format_time(status.last_webhook))
+API_ERRORS = StatusValue("api_errors", lambda status: status.api_errors)
+EVENTS_FORWARDED = StatusValue("events_forwarded", lambda status: status.events_published)
+
+STATUS_VALUES: tuple[StatusValue, ...] = (
+    MINUT_STATUS,
+    StatusValue("error", lambda status: status.last_api_error),
+    LAST_POLL,
+    LAST_WEBHOOK,
+    API_ERRORS,
+    EVENTS_FORWARDED,
+    StatusValue("version", lambda status: __version__),
+)
+"""The bridge's status document, key by key; the bridge's entities below read these keys."""
+
+
+@dataclass(frozen=True)
 class BridgeValueSpec:
-    """A diagnostic entity of the bridge itself, read from its status document."""
+    """A diagnostic entity of the bridge itself, reading one key of its status document."""
 
     key: str
     name: str
     component: str
-    value_template: str
+    value: StatusValue
+    on_when: str | None = None
+    """A binary_sensor is ON while the value is this."""
     device_class: str | None = None
     state_class: str | None = None
     icon: str | None = None
 
+    @property
+    def value_template(self) -> str:
+        value = f"value_json.{self.value.key}"
+        if self.on_when is None:
+            return f"{{{{ {value} }}}}"
+        return f"{{{{ 'ON' if {value} == '{self.on_when}' else 'OFF' }}}}"
 
-MINUT_CONNECTED = "connected"
-"""`minut` in the bridge's status document while the Minut API answers."""
 
 BRIDGE_VALUES: tuple[BridgeValueSpec, ...] = (
     BridgeValueSpec(
-        "minut_connection", "Minut API", "binary_sensor",
-        f"{{{{ 'ON' if value_json.minut == '{MINUT_CONNECTED}' else 'OFF' }}}}",
-        device_class="connectivity",
+        "minut_connection", "Minut API", "binary_sensor", MINUT_STATUS,
+        on_when=MINUT_CONNECTED, device_class="connectivity",
     ),
     BridgeValueSpec(
-        "minut_status", "Minut API status", "sensor", "{{ value_json.minut }}",
-        icon="mdi:cloud-check",
+        "minut_status", "Minut API status", "sensor", MINUT_STATUS, icon="mdi:cloud-check",
+    ),
+    BridgeValueSpec("last_poll", "Last poll", "sensor", LAST_POLL, device_class="timestamp"),
+    BridgeValueSpec(
+        "last_webhook", "Last webhook", "sensor", LAST_WEBHOOK, device_class="timestamp",
     ),
     BridgeValueSpec(
-        "last_poll", "Last poll", "sensor", "{{ value_json.last_poll }}",
-        device_class="timestamp",
-    ),
-    BridgeValueSpec(
-        "last_webhook", "Last webhook", "sensor", "{{ value_json.last_webhook }}",
-        device_class="timestamp",
-    ),
-    BridgeValueSpec(
-        "api_errors", "API errors", "sensor", "{{ value_json.api_errors }}",
+        "api_errors", "API errors", "sensor", API_ERRORS,
         state_class="total_increasing", icon="mdi:cloud-alert",
     ),
     BridgeValueSpec(
-        "events_forwarded", "Events forwarded", "sensor", "{{ value_json.events_forwarded }}",
+        "events_forwarded", "Events forwarded", "sensor", EVENTS_FORWARDED,
         state_class="total_increasing", icon="mdi:transit-connection-variant",
     ),
 )  # fmt: skip

@@ -1,4 +1,4 @@
-"""The bridge's decisions, with the in-memory publisher (pure logic, no broker)."""
+"""The mirror's decisions, with the in-memory publisher (pure logic, no broker)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from memory_publisher import MemoryPublisher
 
-from minut2mqtt.bridge import Bridge
-from minut2mqtt.entities import DEVICE_STATES
+from minut2mqtt.core.entities import DEVICE_STATES
+from minut2mqtt.core.mirror import Mirror
+from minut2mqtt.core.topics import Topics
 from minut2mqtt.minut.models import parse_device, parse_event, parse_home
-from minut2mqtt.mqtt.publisher import MemoryPublisher
-from minut2mqtt.mqtt.topics import Topics
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 TOPICS = Topics("minut2mqtt", "homeassistant")
@@ -63,8 +63,8 @@ def publisher() -> MemoryPublisher:
 
 
 @pytest.fixture
-def bridge(publisher: MemoryPublisher, clock: Clock) -> Bridge:
-    return Bridge(
+def mirror(publisher: MemoryPublisher, clock: Clock) -> Mirror:
+    return Mirror(
         publisher,
         TOPICS,
         stale_after=3600,
@@ -74,7 +74,7 @@ def bridge(publisher: MemoryPublisher, clock: Clock) -> Bridge:
     )
 
 
-def poll(bridge: Bridge, *devices: dict[str, Any]) -> None:
+def poll(mirror: Mirror, *devices: dict[str, Any]) -> None:
     home = parse_home(
         {
             "home_id": "home1",
@@ -83,7 +83,7 @@ def poll(bridge: Bridge, *devices: dict[str, Any]) -> None:
             "devices": [d["device_id"] for d in devices],
         }
     )
-    bridge.apply_poll([parse_device(d) for d in devices], [home])
+    mirror.apply_poll([parse_device(d) for d in devices], [home])
 
 
 def state_of(publisher: MemoryPublisher, device_id: str = "dev1") -> dict[str, Any]:
@@ -103,8 +103,8 @@ def event(event_type: str, **fields: Any) -> Any:
     )
 
 
-def test_poll_publishes_readings_with_units_times_and_freshness(bridge, publisher):
-    poll(bridge, raw_device())
+def test_poll_publishes_readings_with_units_times_and_freshness(mirror, publisher):
+    poll(mirror, raw_device())
     readings = state_of(publisher)["readings"]
     assert readings["temperature"] == {
         "value": 21.43,
@@ -116,38 +116,38 @@ def test_poll_publishes_readings_with_units_times_and_freshness(bridge, publishe
     assert set(readings) == {"temperature", "humidity", "battery", "battery_voltage"}
 
 
-def test_device_without_latest_sensor_values_still_gets_a_state_document(bridge, publisher):
+def test_device_without_latest_sensor_values_still_gets_a_state_document(mirror, publisher):
     device = raw_device()
     del device["latest_sensor_values"]
-    poll(bridge, device)
+    poll(mirror, device)
     assert set(state_of(publisher)["readings"]) == {"battery", "battery_voltage"}
 
 
-def test_reading_turns_stale_without_a_new_poll(bridge, publisher, clock):
-    poll(bridge, raw_device())
+def test_reading_turns_stale_without_a_new_poll(mirror, publisher, clock):
+    poll(mirror, raw_device())
     clock.advance(3600)
-    bridge.tick()
+    mirror.tick()
     assert state_of(publisher)["readings"]["temperature"]["status"] == "stale"
 
 
-def test_unchanged_poll_publishes_nothing(bridge, publisher):
-    poll(bridge, raw_device())
+def test_unchanged_poll_publishes_nothing(mirror, publisher):
+    poll(mirror, raw_device())
     publisher.clear()
-    poll(bridge, raw_device())
+    poll(mirror, raw_device())
     assert publisher.messages == []
 
 
-def test_webhook_event_flips_state_and_off_event_clears_it(bridge, publisher):
-    poll(bridge, raw_device())
-    bridge.apply_event(event("temperature_high", device_id="dev1", sensor_value=31.2))
+def test_webhook_event_flips_state_and_off_event_clears_it(mirror, publisher):
+    poll(mirror, raw_device())
+    mirror.apply_event(event("temperature_high", device_id="dev1", sensor_value=31.2))
     assert state_of(publisher)["states"]["heat"] == "ON"
-    bridge.apply_event(event("temperature_dropped_normal", device_id="dev1"))
+    mirror.apply_event(event("temperature_dropped_normal", device_id="dev1"))
     assert state_of(publisher)["states"]["heat"] == "OFF"
 
 
-def test_event_is_published_whole_and_not_retained(bridge, publisher):
-    poll(bridge, raw_device())
-    bridge.apply_event(event("pir_motion", device_id="dev1", extra_field=[1, 2]))
+def test_event_is_published_whole_and_not_retained(mirror, publisher):
+    poll(mirror, raw_device())
+    mirror.apply_event(event("pir_motion", device_id="dev1", extra_field=[1, 2]))
     [message] = publisher.on_topic(TOPICS.device_event("dev1"))
     assert not message.retain
     body = json.loads(message.payload)
@@ -155,110 +155,110 @@ def test_event_is_published_whole_and_not_retained(bridge, publisher):
     assert body["extra_field"] == [1, 2]
 
 
-def test_unknown_event_type_is_passed_through_as_other(bridge, publisher):
-    poll(bridge, raw_device())
+def test_unknown_event_type_is_passed_through_as_other(mirror, publisher):
+    poll(mirror, raw_device())
     before = state_of(publisher)
-    bridge.apply_event(event("brand_new_thing", device_id="dev1"))
+    mirror.apply_event(event("brand_new_thing", device_id="dev1"))
     [message] = publisher.on_topic(TOPICS.device_event("dev1"))
     body = json.loads(message.payload)
     assert (body["type"], body["event_type"]) == ("brand_new_thing", "other")
     assert state_of(publisher) == before
 
 
-def test_momentary_state_falls_back_to_off(bridge, publisher, clock):
-    poll(bridge, raw_device())
-    bridge.apply_event(event("pir_motion", device_id="dev1"))
+def test_momentary_state_falls_back_to_off(mirror, publisher, clock):
+    poll(mirror, raw_device())
+    mirror.apply_event(event("pir_motion", device_id="dev1"))
     assert state_of(publisher)["states"]["motion"] == "ON"
     clock.advance(10)
-    poll(bridge, raw_device())
+    poll(mirror, raw_device())
     assert state_of(publisher)["states"]["motion"] == "ON", "a poll must not cut it short"
     clock.advance(21)
-    bridge.tick()
+    mirror.tick()
     assert state_of(publisher)["states"]["motion"] == "OFF"
 
 
-def test_poll_corrects_missed_events_from_ongoing_events(bridge, publisher):
-    poll(bridge, raw_device(ongoing_events=["humidity_high", "tamper_removed"]))
+def test_poll_corrects_missed_events_from_ongoing_events(mirror, publisher):
+    poll(mirror, raw_device(ongoing_events=["humidity_high", "tamper_removed"]))
     states = state_of(publisher)["states"]
     assert (states["moisture"], states["tamper"], states["heat"]) == ("ON", "ON", "OFF")
-    bridge.apply_event(event("temperature_high", device_id="dev1"))
-    poll(bridge, raw_device(ongoing_events=[]))
+    mirror.apply_event(event("temperature_high", device_id="dev1"))
+    poll(mirror, raw_device(ongoing_events=[]))
     states = state_of(publisher)["states"]
     assert (states["moisture"], states["tamper"], states["heat"]) == ("OFF", "OFF", "OFF")
 
 
-def test_home_disturbance_follows_home_events(bridge, publisher):
-    poll(bridge, raw_device())
-    bridge.apply_event(event("disturbance_first_notice"))
+def test_home_disturbance_follows_home_events(mirror, publisher):
+    poll(mirror, raw_device())
+    mirror.apply_event(event("disturbance_first_notice"))
     home = json.loads(publisher.retained[TOPICS.home_state("home1")])
     assert home["states"]["disturbance"] == "ON"
     [message] = publisher.on_topic(TOPICS.home_event("home1"))
     assert json.loads(message.payload)["type"] == "disturbance_first_notice"
-    bridge.apply_event(event("disturbance_ended"))
+    mirror.apply_event(event("disturbance_ended"))
     home = json.loads(publisher.retained[TOPICS.home_state("home1")])
     assert home["states"]["disturbance"] == "OFF"
 
 
-def test_alarm_silenced_without_device_clears_alarm_heard_in_its_home(bridge, publisher):
-    poll(bridge, raw_device())
-    bridge.apply_event(event("alarm_heard", device_id="dev1"))
+def test_alarm_silenced_without_device_clears_alarm_heard_in_its_home(mirror, publisher):
+    poll(mirror, raw_device())
+    mirror.apply_event(event("alarm_heard", device_id="dev1"))
     assert state_of(publisher)["states"]["alarm_heard"] == "ON"
-    bridge.apply_event(event("alarm_silenced"))
+    mirror.apply_event(event("alarm_silenced"))
     assert state_of(publisher)["states"]["alarm_heard"] == "OFF"
 
 
-def test_offline_device_is_unavailable_but_says_disconnected(bridge, publisher):
-    poll(bridge, raw_device(offline=True))
+def test_offline_device_is_unavailable_but_says_disconnected(mirror, publisher):
+    poll(mirror, raw_device(offline=True))
     assert publisher.retained[TOPICS.device_availability("dev1")] == b"offline"
     assert state_of(publisher)["states"]["connectivity"] == "OFF"
-    poll(bridge, raw_device(offline=False))
+    poll(mirror, raw_device(offline=False))
     assert publisher.retained[TOPICS.device_availability("dev1")] == b"online"
     assert state_of(publisher)["states"]["connectivity"] == "ON"
 
 
-def test_low_battery_percent_sets_battery_low(bridge, publisher):
-    poll(bridge, raw_device(battery={"percent": 8}))
+def test_low_battery_percent_sets_battery_low(mirror, publisher):
+    poll(mirror, raw_device(battery={"percent": 8}))
     assert state_of(publisher)["states"]["battery_low"] == "ON"
 
 
-def test_device_that_leaves_the_account_is_removed_everywhere(bridge, publisher):
-    poll(bridge, raw_device(), raw_device(device_id="dev2", description="Kitchen"))
+def test_device_that_leaves_the_account_is_removed_everywhere(mirror, publisher):
+    poll(mirror, raw_device(), raw_device(device_id="dev2", description="Kitchen"))
     dev2_topics = [t for t in publisher.retained if "dev2" in t]
     assert len(dev2_topics) > 10
-    poll(bridge, raw_device())
+    poll(mirror, raw_device())
     assert not [t for t in publisher.retained if "dev2" in t]
     assert state_of(publisher)["name"] == "Hallway"
 
 
-def test_republish_sends_everything_again(bridge, publisher):
-    poll(bridge, raw_device())
+def test_republish_sends_everything_again(mirror, publisher):
+    poll(mirror, raw_device())
     retained = dict(publisher.retained)
     publisher.clear()
-    bridge.republish()
-    # and the bridge's own `online`, which a stray `offline` may have replaced meanwhile
+    mirror.republish()
+    # and the mirror's own `online`, which a stray `offline` may have replaced meanwhile
     assert {m.topic for m in publisher.messages} == set(retained) | {TOPICS.bridge_availability}
 
 
-def test_event_for_unknown_device_is_still_published(bridge, publisher):
-    bridge.apply_event(event("short_button_press", device_id="not-yet-polled"))
+def test_event_for_unknown_device_is_still_published(mirror, publisher):
+    mirror.apply_event(event("short_button_press", device_id="not-yet-polled"))
     assert publisher.on_topic(TOPICS.device_event("not-yet-polled"))
 
 
-def test_every_binary_state_appears_in_the_document(bridge, publisher):
-    poll(bridge, raw_device())
+def test_every_binary_state_appears_in_the_document(mirror, publisher):
+    poll(mirror, raw_device())
     assert set(state_of(publisher)["states"]) == {spec.key for spec in DEVICE_STATES}
 
 
-def test_a_repeated_delivery_is_published_once(bridge, publisher):
-    poll(bridge, raw_device())
-    bridge.apply_event(event("pir_motion", device_id="dev1"))
-    bridge.apply_event(event("pir_motion", device_id="dev1"))
+def test_a_repeated_delivery_is_published_once(mirror, publisher):
+    poll(mirror, raw_device())
+    mirror.apply_event(event("pir_motion", device_id="dev1"))
+    mirror.apply_event(event("pir_motion", device_id="dev1"))
     assert len(publisher.on_topic(TOPICS.device_event("dev1"))) == 1
 
 
-def test_a_reading_abandoned_years_ago_gets_no_entity(bridge, publisher):
+def test_a_reading_abandoned_years_ago_gets_no_entity(mirror, publisher):
     poll(
-        bridge,
+        mirror,
         raw_device(
             latest_sensor_values={
                 "temperature": {"time": iso(NOW), "value": 20.0},
@@ -273,9 +273,9 @@ def test_a_reading_abandoned_years_ago_gets_no_entity(bridge, publisher):
 
 
 def test_event_ids_remembered_from_a_previous_run_are_not_published_again(publisher, clock):
-    first = Bridge(publisher, TOPICS, wall_clock=lambda: clock.wall)
+    first = Mirror(publisher, TOPICS, wall_clock=lambda: clock.wall)
     first.apply_event(event("pir_motion", device_id="dev1"))
-    second = Bridge(publisher, TOPICS)
+    second = Mirror(publisher, TOPICS)
     second.remember_published(publisher.event_ids)
     second.apply_event(event("pir_motion", device_id="dev1"))
     assert len(publisher.on_topic(TOPICS.device_event("dev1"))) == 1

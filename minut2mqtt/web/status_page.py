@@ -1,24 +1,23 @@
-"""The bridge's status page: a snapshot of what the daemon knows, rendered as plain HTML.
+"""The bridge's status page: a snapshot of what the bridge knows, rendered as plain HTML.
 
-`snapshot_of` reads the running daemon; `render` is pure (snapshot in, HTML out), escapes every
-value, and needs nothing from elsewhere: inline CSS, no script, readable on a phone. Nothing on
-the page is a secret: no token, no client secret, no webhook secret.
+`home_rows` reads the mirror (on the writer's thread), `page_snapshot` adds the bridge's
+status; `render` is pure (snapshot in, HTML out), escapes every value, and needs nothing from
+elsewhere: inline CSS, no script, readable on a phone. Nothing on the page is a secret: no
+token, no client secret, no webhook secret.
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-from .entities import DEVICE_STATES, HOME_STATES, READINGS, reading_spec
-from .minut.models import Reading
-from .minut.tokens import AuthorizationCodeTokens
-
-if TYPE_CHECKING:
-    from .daemon import Daemon
-    from .state import DeviceState
+from ..core.entities import DEVICE_STATES, HOME_STATES, READINGS, reading_spec
+from ..core.status import Status
+from ..core.tracked import TrackedDevice, TrackedHome
+from ..minut.models import Reading
 
 READING_ORDER = {spec.key: index for index, spec in enumerate(READINGS)}
 REFRESH_SECONDS_WHILE_CONNECTING = 3
@@ -61,7 +60,7 @@ class AccountView:
 
 
 @dataclass(frozen=True)
-class StatusSnapshot:
+class PageSnapshot:
     account: AccountView
     homes: tuple[HomeRow, ...]
     last_poll: datetime | None
@@ -85,66 +84,70 @@ class StatusSnapshot:
         )
 
 
-# -- reading the daemon ---------------------------------------------------------------------------
+# -- reading the bridge ---------------------------------------------------------------------------
 
 
-def snapshot_of(daemon: Daemon) -> StatusSnapshot:
-    settings = daemon.settings
-    tokens = daemon.minut.tokens
-    if isinstance(tokens, AuthorizationCodeTokens):
-        status = tokens.status()
-        account = AccountView(
-            "authorization_code", status.connected, status.user_id, status.since, status.problem
-        )
-    else:
-        account = AccountView("client_credentials", True)
-    devices = dict(daemon.bridge.devices)  # one step: the poller may change the dict meanwhile
-    homes = dict(daemon.bridge.homes)
-    stale_after = settings.minut.stale_after
-    now = datetime.now(UTC)
+def home_rows(
+    devices: Mapping[str, TrackedDevice],
+    homes: Mapping[str, TrackedHome],
+    now: datetime,
+    stale_after: float,
+) -> tuple[HomeRow, ...]:
+    """Every home with its Points, then the Points of no known home."""
     rows: list[HomeRow] = []
     placed: set[str] = set()
-    for home_id, home_state in homes.items():
-        members = [state for state in devices.values() if state.device.home_id == home_id]
-        placed.update(state.device.device_id for state in members)
+    for home_id, home in homes.items():
+        members = [tracked for tracked in devices.values() if tracked.device.home_id == home_id]
+        placed.update(tracked.device.device_id for tracked in members)
         rows.append(
             HomeRow(
-                name=home_state.home.name,
-                alarm_status=home_state.home.alarm_status,
-                active_states=tuple(
-                    spec.name for spec in HOME_STATES if home_state.states.get(spec.key)
-                ),
-                devices=tuple(_device_row(state, now, stale_after) for state in members),
+                name=home.home.name,
+                alarm_status=home.home.alarm_status,
+                active_states=tuple(spec.name for spec in HOME_STATES if home.flags.get(spec.key)),
+                devices=tuple(_device_row(tracked, now, stale_after) for tracked in members),
             )
         )
-    homeless = [state for device_id, state in devices.items() if device_id not in placed]
+    homeless = [tracked for device_id, tracked in devices.items() if device_id not in placed]
     if homeless:
         rows.append(
             HomeRow(
                 name="Points of no known home",
                 alarm_status=None,
                 active_states=(),
-                devices=tuple(_device_row(state, now, stale_after) for state in homeless),
+                devices=tuple(_device_row(tracked, now, stale_after) for tracked in homeless),
             )
         )
-    return StatusSnapshot(
+    return tuple(rows)
+
+
+def page_snapshot(
+    status: Status,
+    homes: tuple[HomeRow, ...],
+    account: AccountView,
+    *,
+    mqtt_broker: str,
+    requests_per_minute: int,
+    stale_after: float,
+    now: datetime,
+) -> PageSnapshot:
+    return PageSnapshot(
         account=account,
-        homes=tuple(rows),
-        last_poll=daemon.last_poll,
-        last_poll_error=daemon.last_poll_error,
-        last_webhook=daemon.last_webhook_at,
-        mqtt_connected=daemon.publisher.connected,
-        mqtt_broker=f"{settings.mqtt.host}:{settings.mqtt.port}",
-        requests_last_minute=daemon.minut.scheduler.used_last_minute(),
-        requests_per_minute=settings.minut.requests_per_minute,
+        homes=homes,
+        last_poll=status.last_poll,
+        last_poll_error=status.last_poll_error,
+        last_webhook=status.last_webhook,
+        mqtt_connected=status.mqtt_connected,
+        mqtt_broker=mqtt_broker,
+        requests_last_minute=status.requests_last_minute,
+        requests_per_minute=requests_per_minute,
         stale_after=stale_after,
         now=now,
     )
 
 
-def _device_row(state: DeviceState, now: datetime, stale_after: float) -> DeviceRow:
-    device = state.device
-    readings = dict(state.readings)
+def _device_row(tracked: TrackedDevice, now: datetime, stale_after: float) -> DeviceRow:
+    device = tracked.device
+    readings = tracked.readings
     shown = sorted(
         (key for key in readings if reading_spec(key).enabled_by_default),
         key=lambda key: READING_ORDER.get(key, len(READING_ORDER)),
@@ -154,7 +157,7 @@ def _device_row(state: DeviceState, now: datetime, stale_after: float) -> Device
         model=device.model,
         offline=device.offline,
         readings=tuple(_reading_row(key, readings[key], now, stale_after) for key in shown),
-        active_states=tuple(spec.name for spec in DEVICE_STATES if state.states.get(spec.key)),
+        active_states=tuple(spec.name for spec in DEVICE_STATES if tracked.flags.get(spec.key)),
         last_heard=device.last_heard_from_at,
     )
 
@@ -193,7 +196,7 @@ button.primary{background:#2563eb;color:#fff;border-color:#2563eb}
 """
 
 
-def render(snapshot: StatusSnapshot) -> str:
+def render(snapshot: PageSnapshot) -> str:
     """The whole status page."""
     refresh = (
         f'<meta http-equiv="refresh" content="{REFRESH_SECONDS_WHILE_CONNECTING}">'
@@ -229,7 +232,7 @@ def _document(title: str, body: str, *, head: str = "") -> str:
     )
 
 
-def _account_section(snapshot: StatusSnapshot) -> str:
+def _account_section(snapshot: PageSnapshot) -> str:
     account = snapshot.account
     rows: list[tuple[str, str]] = []
     button = ""
@@ -263,7 +266,7 @@ def _connect_form(label: str, *, primary: bool) -> str:
     )
 
 
-def _bridge_section(snapshot: StatusSnapshot) -> str:
+def _bridge_section(snapshot: PageSnapshot) -> str:
     poll = _moment(snapshot.last_poll, snapshot.now) if snapshot.last_poll else "not yet"
     if snapshot.last_poll_error:
         poll += f'<br><span class="bad">last attempt failed: {_e(snapshot.last_poll_error)}</span>'
@@ -288,7 +291,7 @@ def _bridge_section(snapshot: StatusSnapshot) -> str:
     return f'<section id="bridge"><h2>Bridge</h2>{_dl(rows)}</section>'
 
 
-def _homes_section(snapshot: StatusSnapshot) -> str:
+def _homes_section(snapshot: PageSnapshot) -> str:
     if not snapshot.homes:
         return '<h2>Homes</h2><p class="meta">No homes read yet.</p>'
     return (

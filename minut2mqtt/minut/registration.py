@@ -2,37 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..statefiles import read_json, write_json
+from ..storage import read_json, write_json
 from .client import MinutApiError, MinutClient
+from .models import HookCredentials
 
 log = logging.getLogger(__name__)
 
 HOOK_FILE = "webhook.json"
-
-
-@dataclass(frozen=True)
-class HookCredentials:
-    """What Minut sends with every delivery of our hook, kept in state_dir."""
-
-    hook_id: str
-    url: str
-    hook_secret: str
-    token: str
-
-    def signature_valid(self, body: bytes, signature: str | None) -> bool:
-        expected = hmac.new(self.hook_secret.encode(), body, hashlib.sha256).hexdigest()
-        return signature is not None and hmac.compare_digest(expected, signature.strip().lower())
-
-    def token_valid(self, token: str | None) -> bool:
-        return token is not None and hmac.compare_digest(token.encode(), self.token.encode())
 
 
 def stored_credentials(state_dir: Path) -> HookCredentials | None:
@@ -81,3 +62,23 @@ def ensure_webhook(client: MinutClient, url: str, state_dir: Path) -> HookCreden
     write_json(state_dir / HOOK_FILE, credentials.__dict__)
     log.info("registered webhook %s at Minut", credentials.hook_id)
     return credentials
+
+
+class WebhookRegistration:
+    """Our hook at Minut for `url`: ensured once per run, before the first poll.
+
+    `credentials` is what every delivery must prove (None until a hook is known): the stored
+    ones at start, the registered ones once `ensure` ran.
+    """
+
+    def __init__(self, client: MinutClient, url: str, state_dir: Path) -> None:
+        self._client = client
+        self.url = url
+        self._state_dir = state_dir
+        self.credentials: HookCredentials | None = stored_credentials(state_dir)
+        self._ensured = False
+
+    def ensure(self) -> None:
+        if not self._ensured:
+            self.credentials = ensure_webhook(self._client, self.url, self._state_dir)
+            self._ensured = True

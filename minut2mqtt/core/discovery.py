@@ -1,0 +1,300 @@
+"""Home Assistant discovery configs, derived from the entity table (pure functions).
+
+Per-component discovery (`<prefix>/<component>/<node_id>/<object_id>/config`), because openHAB
+and Home Assistant before 2024.12 do not understand device-based discovery.
+
+Configs are typed (`EntityConfig`, `DeviceBlock`, `Availability`) and become JSON in one place,
+`_as_json`, which drops every field left empty.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import __version__
+from ..minut.models import Device, Home
+from .documents import FRESH, OFF, OFFLINE, ON, ONLINE, STALE
+from .entities import (
+    BRIDGE_VALUES,
+    DEVICE_STATES,
+    EVENT_TYPES_FOR_HA,
+    HOME_STATES,
+    HOME_VALUES,
+    BinarySpec,
+    reading_spec,
+)
+from .publishing import EVENT_QOS, QOS
+from .topics import Topics, topic_safe
+
+MINUT_WEB_APP = "https://web.minut.com"
+ORIGIN = {"name": "minut2mqtt", "sw_version": __version__}
+
+Configs = dict[str, dict[str, Any]]
+"""Discovery topic → config payload."""
+NOT_IN_PAYLOAD: Mapping[str, bool] = {"in_payload": False}
+"""Field metadata: where a config goes, not what it says."""
+
+
+@dataclass(frozen=True)
+class DiscoveryContext:
+    topics: Topics
+    momentary_seconds: float
+
+    @property
+    def instance(self) -> str:
+        """Part of every unique id, so that two bridges with different base topics coexist."""
+        return topic_safe(self.topics.base)
+
+    def device_identifier(self, device_id: str) -> str:
+        return f"{self.instance}_{topic_safe(device_id)}"
+
+    def home_identifier(self, home_id: str) -> str:
+        return f"{self.instance}_home_{topic_safe(home_id)}"
+
+    @property
+    def bridge_identifier(self) -> str:
+        return f"{self.instance}_bridge"
+
+
+@dataclass(frozen=True)
+class Availability:
+    topic: str
+    payload_available: str = ONLINE
+    payload_not_available: str = OFFLINE
+    value_template: str | None = None
+
+
+@dataclass(frozen=True)
+class DeviceBlock:
+    """The `device` of every config of one Home Assistant device."""
+
+    identifiers: tuple[str, ...]
+    name: str
+    manufacturer: str
+    model: str
+    suggested_area: str | None = None
+    configuration_url: str | None = None
+    hw_version: str | None = None
+    sw_version: str | None = None
+    via_device: str | None = None
+
+
+@dataclass(frozen=True)
+class EntityConfig:
+    """What is particular to one entity; `_assemble` adds what its device's entities share."""
+
+    component: str = field(metadata=NOT_IN_PAYLOAD)
+    key: str = field(metadata=NOT_IN_PAYLOAD)
+    name: str
+    state_topic: str
+    availability: tuple[Availability, ...]
+    value_template: str | None = None
+    state_class: str | None = None
+    device_class: str | None = None
+    unit_of_measurement: str | None = None
+    suggested_display_precision: int | None = None
+    icon: str | None = None
+    entity_category: str | None = None
+    enabled_by_default: bool | None = None
+    payload_on: str | None = None
+    payload_off: str | None = None
+    off_delay: int | None = None
+    event_types: tuple[str, ...] | None = None
+
+    @property
+    def availability_mode(self) -> str | None:
+        """Available only while every availability topic says so."""
+        return "all" if len(self.availability) > 1 else None
+
+
+def device_configs(ctx: DiscoveryContext, device: Device, reading_keys: Iterable[str]) -> Configs:
+    """Every entity of one Point: its readings, its binary states and its event entity."""
+    node_id = ctx.device_identifier(device.device_id)
+    state_topic = ctx.topics.device_state(device.device_id)
+    block = DeviceBlock(
+        identifiers=(node_id,),
+        name=device.name,
+        manufacturer="Minut",
+        model=device.model,
+        suggested_area=device.name,
+        configuration_url=MINUT_WEB_APP,
+        hw_version=str(device.hardware_version) if device.hardware_version else None,
+        sw_version=device.firmware,
+        via_device=ctx.home_identifier(device.home_id) if device.home_id else None,
+    )
+    bridge_only = (Availability(ctx.topics.bridge_availability),)
+    with_device = (*bridge_only, Availability(ctx.topics.device_availability(device.device_id)))
+    entities = [_reading_config(key, state_topic, with_device) for key in sorted(reading_keys)]
+    entities += [
+        _binary_config(
+            ctx, spec, state_topic, bridge_only if spec.available_while_offline else with_device
+        )
+        for spec in DEVICE_STATES
+    ]
+    entities.append(_event_config(ctx.topics.device_event(device.device_id), bridge_only))
+    return _assemble(ctx.topics, node_id, device.name, block, entities)
+
+
+def home_configs(ctx: DiscoveryContext, home: Home) -> Configs:
+    """The home as its own device: alarm status, noise disturbance and its event entity."""
+    node_id = ctx.home_identifier(home.home_id)
+    state_topic = ctx.topics.home_state(home.home_id)
+    block = DeviceBlock(
+        identifiers=(node_id,),
+        name=home.name,
+        manufacturer="Minut",
+        model="Home",
+        configuration_url=MINUT_WEB_APP,
+    )
+    availability = (Availability(ctx.topics.bridge_availability),)
+    entities = [
+        EntityConfig(
+            "sensor",
+            spec.key,
+            spec.name,
+            state_topic,
+            availability,
+            value_template=f"{{{{ value_json.{spec.key} }}}}",
+            icon=spec.icon,
+        )
+        for spec in HOME_VALUES
+    ]
+    entities += [_binary_config(ctx, spec, state_topic, availability) for spec in HOME_STATES]
+    entities.append(_event_config(ctx.topics.home_event(home.home_id), availability))
+    return _assemble(ctx.topics, node_id, home.name, block, entities)
+
+
+def bridge_configs(ctx: DiscoveryContext) -> Configs:
+    """The bridge as its own device, with diagnostic entities read from its status document."""
+    node_id = ctx.bridge_identifier
+    block = DeviceBlock(
+        identifiers=(node_id,),
+        # The base topic tells two bridges apart; the usual single one is just "minut2mqtt".
+        name="minut2mqtt" if ctx.topics.base == "minut2mqtt" else f"minut2mqtt ({ctx.topics.base})",
+        manufacturer="minut2mqtt",
+        model="Minut to MQTT bridge",
+        sw_version=__version__,
+    )
+    availability = (Availability(ctx.topics.bridge_availability),)
+    entities = [
+        EntityConfig(
+            spec.component,
+            spec.key,
+            spec.name,
+            ctx.topics.bridge_status,
+            availability,
+            value_template=spec.value_template,
+            device_class=spec.device_class,
+            state_class=spec.state_class,
+            icon=spec.icon,
+            entity_category="diagnostic",
+        )
+        for spec in BRIDGE_VALUES
+    ]
+    return _assemble(ctx.topics, node_id, "bridge", block, entities)
+
+
+def _reading_config(
+    key: str, state_topic: str, availability: tuple[Availability, ...]
+) -> EntityConfig:
+    spec = reading_spec(key)
+    fresh = Availability(
+        state_topic,
+        payload_available=FRESH,
+        payload_not_available=STALE,
+        value_template=f"{{{{ value_json.readings.{key}.status }}}}",
+    )
+    return EntityConfig(
+        "sensor",
+        key,
+        spec.name,
+        state_topic,
+        (*availability, fresh),
+        value_template=f"{{{{ value_json.readings.{key}.value }}}}",
+        state_class="measurement",
+        device_class=spec.device_class,
+        unit_of_measurement=spec.unit,
+        suggested_display_precision=spec.precision,
+        entity_category="diagnostic" if spec.diagnostic else None,
+        enabled_by_default=None if spec.enabled_by_default else False,
+    )
+
+
+def _binary_config(
+    ctx: DiscoveryContext,
+    spec: BinarySpec,
+    state_topic: str,
+    availability: tuple[Availability, ...],
+) -> EntityConfig:
+    return EntityConfig(
+        "binary_sensor",
+        spec.key,
+        spec.name,
+        state_topic,
+        availability,
+        value_template=f"{{{{ value_json.states.{spec.key} }}}}",
+        payload_on=ON,
+        payload_off=OFF,
+        device_class=spec.device_class,
+        off_delay=round(ctx.momentary_seconds) if spec.momentary else None,
+        entity_category="diagnostic" if spec.diagnostic else None,
+    )
+
+
+def _event_config(event_topic: str, availability: tuple[Availability, ...]) -> EntityConfig:
+    return EntityConfig(
+        "event", "event", "Event", event_topic, availability, event_types=EVENT_TYPES_FOR_HA
+    )
+
+
+def _assemble(
+    topics: Topics,
+    node_id: str,
+    device_name: str,
+    block: DeviceBlock,
+    entities: list[EntityConfig],
+) -> Configs:
+    """Add what every entity of one device shares: ids, the device block, origin, QoS."""
+    configs: Configs = {}
+    for entity in entities:
+        object_id = f"minut_{_slug(device_name)}_{entity.key}"
+        configs[topics.discovery(entity.component, node_id, entity.key)] = _as_json(
+            {
+                "unique_id": f"{node_id}_{entity.key}",
+                # object_id for Home Assistant before 2025.10, default_entity_id after: both.
+                "object_id": object_id,
+                "default_entity_id": f"{entity.component}.{object_id}",
+                **_as_json(entity),
+                "availability_mode": entity.availability_mode,
+                "device": block,
+                "origin": ORIGIN,
+                "qos": EVENT_QOS if entity.component == "event" else QOS,
+            }
+        )
+    return configs
+
+
+def _as_json(config: Any) -> Any:
+    """Typed configs as JSON, every empty (None) field dropped: the only place that drops them.
+
+    Fields marked `NOT_IN_PAYLOAD` are left out too.
+    """
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = {
+            item.name: getattr(config, item.name)
+            for item in dataclasses.fields(config)
+            if item.metadata.get("in_payload", True)
+        }
+    if isinstance(config, dict):
+        return {key: _as_json(value) for key, value in config.items() if value is not None}
+    if isinstance(config, tuple | list):
+        return [_as_json(value) for value in config]
+    return config
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "point"

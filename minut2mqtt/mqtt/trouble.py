@@ -1,0 +1,77 @@
+"""Why the broker cannot be reached, in words a user can act on, said once per kind of trouble."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+
+import paho.mqtt.client as mqtt
+
+from .tls import describe_tls_error
+
+log = logging.getLogger("minut2mqtt.mqtt.publisher")
+
+KEPT = "retrying, messages are kept meanwhile"
+
+
+class ConnectionTrouble:
+    """Logs a failure to connect once, not on every retry, until it changes or we connect."""
+
+    def __init__(self, where: str, *, tls: bool) -> None:
+        self._where = where
+        self._tls = tls
+        self._reported: str | None = None
+        self._last_paho_error: str | None = None
+
+    def connected(self) -> None:
+        self._reported = None
+
+    def refused(self, reason: object) -> None:
+        self._report("refused", f"MQTT broker {self._where} refused the connection: {reason}")
+
+    def connect_failed(self, error: BaseException | None) -> None:
+        """paho could not connect; `error` is the exception it swallowed, if any."""
+        # A plain MQTT listener hangs up on the TLS hello: a reset means a handshake gone wrong.
+        if self._tls and isinstance(error, ssl.SSLError | ConnectionResetError):
+            self._report(
+                "tls",
+                f"MQTT TLS handshake with {self._where} failed: {describe_tls_error(error)}; "
+                f"{KEPT}",
+            )
+        else:
+            reason = f" ({error.strerror or error})" if isinstance(error, OSError) else ""
+            self._report(
+                "unreachable",
+                f"cannot reach the MQTT broker at {self._where}{reason} "
+                f"(check mqtt.host and mqtt.port); {KEPT}",
+            )
+
+    def closed_before_accepting(self) -> None:
+        """The connection ended before the broker accepted it: say what paho last logged."""
+        error, self._last_paho_error = self._last_paho_error, None
+        if error is None or self._reported == "refused":
+            return
+        # Under TLS 1.3 the broker judges our client certificate after the handshake, so
+        # its refusal arrives as a failed read, which paho only logs.
+        hint = (
+            " (does the broker require a client certificate? mqtt.tls.cert_file)"
+            if self._tls and "certificate" in error
+            else ""
+        )
+        self._report(
+            "dropped",
+            f"MQTT broker {self._where} closed the connection before accepting it: "
+            f"{error}{hint}; {KEPT}",
+        )
+
+    def paho_logged(self, level: int, message: str) -> None:
+        if level == mqtt.MQTT_LOG_ERR:
+            self._last_paho_error = message
+
+    def forget_paho_error(self) -> None:
+        self._last_paho_error = None
+
+    def _report(self, kind: str, message: str) -> None:
+        if kind != self._reported:
+            self._reported = kind
+            log.error("%s", message)

@@ -1,0 +1,136 @@
+"""The poll loop: the whole account (`GET /devices`, `GET /homes`) every `minut.poll_interval`.
+
+Two requests per poll whatever the number of Points; a failure is retried with backoff, and a
+poll that succeeds after failures asks for a catch-up pull (events may have happened that no
+webhook could tell us).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from ..core.status import StatusBoard
+from ..minut.errors import MinutApiError
+from ..minut.models import MinutDataError, parse_device, parse_home
+from .retry import retry_delay
+from .writer import Writer
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+FIRST_POLL_WAITS_FOR_MQTT_SECONDS = 10.0
+
+
+class AccountReader(Protocol):
+    def get_devices(self) -> list[dict[str, Any]]: ...
+
+    def get_homes(self) -> list[dict[str, Any]]: ...
+
+
+class Poller:
+    def __init__(
+        self,
+        minut: AccountReader,
+        writer: Writer,
+        status: StatusBoard,
+        *,
+        interval: float,
+        before_poll: Callable[[], None] = lambda: None,
+        on_homes: Callable[[list[str]], None] = lambda home_ids: None,
+        after_outage: Callable[[], None] = lambda: None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`before_poll` runs first in every poll (the webhook registration), `on_homes` hears
+        the home ids each poll found, `after_outage` runs when a poll succeeds after failures."""
+        self._minut = minut
+        self._writer = writer
+        self._status = status
+        self._interval = interval
+        self._before_poll = before_poll
+        self._on_homes = on_homes
+        self._after_outage = after_outage
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self.first_attempt_done = threading.Event()
+        """Set once the first poll was tried, whatever its outcome."""
+        self._failures = 0
+        self._next_poll = 0.0
+
+    def poll_once(self) -> None:
+        """One poll, applied to the mirror before this returns; raises MinutApiError."""
+        with self._lock:  # an older picture must never be applied after a newer one
+            try:
+                self._before_poll()
+                raw_devices = self._minut.get_devices()
+                raw_homes = self._minut.get_homes()
+            except MinutApiError as error:
+                self._status.poll_failed(error)
+                raise
+            devices = _parse_all(raw_devices, parse_device)
+            homes = _parse_all(raw_homes, parse_home)
+            self._writer.apply_poll(devices, homes)
+            self._status.poll_succeeded()
+            self._on_homes([home.home_id for home in homes])
+
+    def request_poll(self) -> None:
+        """Poll now rather than at the next interval (an account was just connected)."""
+        self._wake.set()
+
+    def step(self) -> float:
+        """Poll if it is time (or asked for); the seconds until the next poll is due."""
+        if self._wake.is_set() and not self._stopping.is_set():
+            self._wake.clear()
+            self._next_poll = self._monotonic()
+        if self._monotonic() >= self._next_poll:
+            try:
+                self.poll_once()
+            except MinutApiError as error:
+                self._failed(error)
+            except Exception as error:  # a bug must not end polling for good
+                log.exception("polling failed unexpectedly")
+                self._failed(MinutApiError(str(error)))
+            else:
+                if self._failures:
+                    self._after_outage()
+                self._failures = 0
+                self._next_poll = self._monotonic() + self._interval
+            self._writer.refresh_status()
+            if not self.first_attempt_done.is_set():
+                self.first_attempt_done.set()
+                self._writer.open_for_events()
+        return max(0.0, self._next_poll - self._monotonic())
+
+    def run(self, mqtt_connected: Callable[[float], bool]) -> None:
+        """Poll until stop(); `mqtt_connected(timeout)` waits for the broker."""
+        # Polling before the broker answers would make the first burst of discovery twice:
+        # queued now, and again by the re-publish that follows every connect.
+        give_up_at = self._monotonic() + FIRST_POLL_WAITS_FOR_MQTT_SECONDS
+        while not mqtt_connected(0.2) and self._monotonic() < give_up_at:
+            if self._stopping.is_set():
+                return
+        while not self._stopping.is_set():
+            self._wake.wait(self.step())
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def _failed(self, error: MinutApiError) -> None:
+        self._failures += 1
+        self._next_poll = self._monotonic() + retry_delay(error, self._failures, self._interval)
+
+
+def _parse_all(raw_items: list[dict[str, Any]], parse: Callable[[dict[str, Any]], T]) -> list[T]:
+    parsed = []
+    for raw in raw_items:
+        try:
+            parsed.append(parse(raw))
+        except MinutDataError as error:
+            log.warning("ignoring a Minut object: %s", error)
+    return parsed

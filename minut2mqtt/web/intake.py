@@ -1,0 +1,124 @@
+"""Webhook intake: Minut's deliveries are checked, parsed, handed over and answered at once.
+
+A delivery must come to `/webhook/<path secret>`; once our hook is registered at Minut, it must
+also carry the registration token and the HMAC of its raw body. What is accepted is handed to
+`on_event`, which only queues it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, Response, request
+
+from ..minut.models import Event, HookCredentials, MinutDataError, parse_event
+
+log = logging.getLogger("minut2mqtt.web")
+
+MAX_BODY_BYTES = 64 * 1024
+WEBHOOK_PREFIX = "/webhook/"
+
+
+def _no_hook() -> HookCredentials | None:
+    return None
+
+
+@dataclass(frozen=True)
+class WebhookIntake:
+    """Where deliveries come in, what they must prove, and where accepted events go."""
+
+    secret: str
+    """The path secret: deliveries come to /webhook/<secret>."""
+    on_event: Callable[[Event], None]
+    """Must return quickly (queue the event)."""
+    hook: Callable[[], HookCredentials | None] = _no_hook
+    """Our hook's credentials once it is registered at Minut; None: the path secret suffices."""
+    signature_header: str = "X-Minut-Signature"
+    token_header: str = "X-Minut-Token"
+    on_answered: Callable[[bool], None] = lambda accepted: None
+    """Hears of every request to the webhook path, accepted or not (for counting)."""
+
+
+def add_webhook_routes(app: Flask, intake: WebhookIntake) -> None:
+    @app.post(WEBHOOK_PREFIX + "<path_secret>")
+    def receive(path_secret: str) -> Response:
+        if not hmac.compare_digest(path_secret.encode(), intake.secret.encode()):
+            log.warning("webhook delivery with a wrong path secret rejected")
+            return json_response({"error": "not found"}, 404)
+        body = request.get_data(cache=False)
+        credentials = intake.hook()
+        if credentials is not None and not (
+            credentials.token_valid(request.headers.get(intake.token_header))
+            and credentials.signature_valid(body, request.headers.get(intake.signature_header))
+        ):
+            log.warning("webhook delivery without a valid token and signature rejected")
+            return json_response({"error": "delivery not authenticated"}, 401)
+        try:
+            event = _parse_delivery(body)
+        except ValueError as error:
+            log.warning("webhook delivery rejected: %s", error)
+            return json_response({"error": str(error)}, 400)
+        intake.on_event(event)
+        return json_response({"status": "accepted", "event_id": event.id}, 202)
+
+    @app.after_request
+    def note_delivery(response: Response) -> Response:
+        if request.path.startswith(WEBHOOK_PREFIX):  # refusals by Flask (413, 405) included
+            intake.on_answered(response.status_code < 400)
+        return response
+
+
+def _parse_delivery(body: bytes) -> Event:
+    """The event of one delivery `{"hook_id": …, "event": {id, type, …}}`, or ValueError why not."""
+    if not body:
+        raise ValueError("empty body")
+    try:
+        delivery = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except _NotFinite:
+        raise ValueError("numbers must be finite (NaN and Infinity are not JSON)") from None
+    except (ValueError, RecursionError):
+        raise ValueError("body is not JSON") from None
+    try:
+        # What is accepted is published as UTF-8 JSON: a lone surrogate (`"\ud800"` parses)
+        # would fail there, far from the request, and take the MQTT sender thread with it.
+        json.dumps(delivery, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ValueError("strings must be valid Unicode (no lone surrogates)") from None
+    except RecursionError:
+        raise ValueError("body is nested too deeply") from None
+    if not isinstance(delivery, dict):
+        raise ValueError("body must be a JSON object")
+    event = delivery.get("event")
+    if not isinstance(event, dict):
+        raise ValueError("'event' must be an object")
+    hook_id = delivery.get("hook_id")
+    if hook_id is not None and not isinstance(hook_id, str):
+        raise ValueError("'hook_id' must be a string")
+    try:
+        return parse_event(event)
+    except MinutDataError as error:
+        raise ValueError(str(error)) from None
+
+
+class _NotFinite(Exception):
+    pass
+
+
+def _refuse_constant(name: str) -> float:
+    raise _NotFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _NotFinite(text)
+    return value
+
+
+def json_response(document: dict[str, Any], status: int) -> Response:
+    return Response(json.dumps(document), status=status, mimetype="application/json")

@@ -1,0 +1,38 @@
+"""A Publisher that keeps what would have been published: for unit tests of the core."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PublishedMessage:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+@dataclass
+class MemoryPublisher:
+    messages: list[PublishedMessage] = field(default_factory=list)
+    retained: dict[str, bytes] = field(default_factory=dict)
+    event_ids: list[str] = field(default_factory=list)
+
+    def publish(
+        self, topic: str, payload: str | bytes, *, retain: bool, event_id: str | None = None
+    ) -> None:
+        data = payload.encode() if isinstance(payload, str) else payload
+        self.messages.append(PublishedMessage(topic, data, retain))
+        if event_id is not None and event_id not in self.event_ids:
+            self.event_ids.append(event_id)
+        if retain:
+            if data:
+                self.retained[topic] = data
+            else:
+                self.retained.pop(topic, None)
+
+    def on_topic(self, topic: str) -> list[PublishedMessage]:
+        return [message for message in self.messages if message.topic == topic]
+
+    def clear(self) -> None:
+        self.messages.clear()
