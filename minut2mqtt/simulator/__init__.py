@@ -5,10 +5,11 @@ with SimulatorServer(account) as server:
     ...  # point a client at server.base_url, script the account meanwhile
 """
 
-from .account import SIGNATURE_HEADER, TOKEN_HEADER, SimulatedAccount
+from .account import SimulatedAccount
 from .app import create_app
 from .scenario import demo_account
 from .server import SimulatorServer
+from .webhooks import SIGNATURE_HEADER, TOKEN_HEADER
 
 __all__ = [
     "SIGNATURE_HEADER",

@@ -4,7 +4,8 @@ from types import TracebackType
 from typing import Self
 
 from ..web.server import WILDCARD_HOSTS, BackgroundServer
-from .account import API_PREFIX, SimulatedAccount
+from .account import SimulatedAccount
+from .api import API_PREFIX
 from .app import create_app
 
 SERVER_THREADS = 8
