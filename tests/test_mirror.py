@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from memory_publisher import MemoryPublisher
+from fakes import NOW, Clock, MemoryPublisher
 
 from minut2mqtt.core.entities import DEVICE_STATES
 from minut2mqtt.core.mirror import Mirror
 from minut2mqtt.core.topics import Topics
 from minut2mqtt.minut.models import parse_device, parse_event, parse_home
 
-NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 TOPICS = Topics("minut2mqtt", "homeassistant")
 
 
@@ -40,16 +39,6 @@ def raw_device(**changes: Any) -> dict[str, Any]:
     }
     device.update(changes)
     return device
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.wall = NOW
-        self.mono = 1000.0
-
-    def advance(self, seconds: float) -> None:
-        self.wall += timedelta(seconds=seconds)
-        self.mono += seconds
 
 
 @pytest.fixture

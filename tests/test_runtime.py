@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from memory_publisher import MemoryPublisher
+from fakes import Clock, MemoryPublisher
 
 from minut2mqtt.core.mirror import Mirror
 from minut2mqtt.core.status import MINUT_CONNECTED, StatusBoard
@@ -32,22 +32,6 @@ DEVICE = {
     "description": "Hallway",
     "latest_sensor_values": {"temperature": {"value": 21.0, "time": "2026-11-30T11:59:00Z"}},
 }
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.wall = NOW
-        self.mono = 1000.0
-
-    def advance(self, seconds: float) -> None:
-        self.wall += timedelta(seconds=seconds)
-        self.mono += seconds
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def now(self) -> datetime:
-        return self.wall
 
 
 class FakeMinut:
@@ -110,7 +94,7 @@ def event(event_id: str, event_type: str = "pir_motion", at: datetime = NOW, **m
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(NOW)
 
 
 @pytest.fixture

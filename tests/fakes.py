@@ -1,8 +1,30 @@
-"""A Publisher that keeps what would have been published: for unit tests of the core."""
+"""Fakes for unit tests of the core and the loops: a publisher that keeps what it would have
+published, and a clock the test moves."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+
+
+class Clock:
+    """Wall-clock and monotonic time that only move when the test says so."""
+
+    def __init__(self, wall: datetime = NOW) -> None:
+        self.wall = wall
+        self.mono = 1000.0
+
+    def advance(self, seconds: float) -> None:
+        self.wall += timedelta(seconds=seconds)
+        self.mono += seconds
+
+    def now(self) -> datetime:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.mono
 
 
 @dataclass
