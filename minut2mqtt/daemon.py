@@ -145,7 +145,9 @@ class Daemon:
                 hook=lambda: self.hook,
                 signature_header=webhook.signature_header,
                 token_header=webhook.token_header,
+                verification=webhook.verification,
                 on_answered=self.status.delivery_answered,
+                on_refused=self._delivery_refused,
             ),
             self.status.snapshot,
             page=self._page_options(),
@@ -214,6 +216,11 @@ class Daemon:
         self.status.webhook_received()
         self.catch_up.note_webhook()
         self.writer.submit_event(event)
+
+    def _delivery_refused(self, reason: str) -> None:
+        """From a web thread: count it; its event is pulled from Minut instead."""
+        self.status.delivery_refused(reason)
+        self.catch_up.delivery_refused()
 
     def _broker_connected(self) -> None:
         """From paho's thread: whatever the broker outage kept from us comes now."""

@@ -111,7 +111,9 @@ minut2mqtt demo is running: a simulated Minut account with 2 homes and 5 Points.
   Health         curl http://127.0.0.1:{webhook_port}/healthz
   Metrics        curl http://127.0.0.1:{webhook_port}/metrics
 
-Readings drift and events arrive as webhook pushes every few seconds. Ctrl-C stops.
+Readings drift and events arrive as webhook pushes every few seconds; now and then an event
+type the bridge does not know yet (future_event_type) shows how such events are passed through.
+Ctrl-C stops.
 """,
         flush=True,
     )

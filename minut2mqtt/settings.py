@@ -32,6 +32,8 @@ ENV_NESTED_DELIMITER = "__"
 TOPIC_SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
 CALLBACK_PATH = "/api/minut"
 """Where Minut sends the browser back after authorizing (the path Home Assistant used too)."""
+WebhookVerification = Literal["any", "both", "signature", "token"]
+"""What a webhook delivery must prove: the signature or the token, both, or only one of them."""
 NO_KEY_PASSPHRASE = ""
 """Given to load_cert_chain so that an encrypted key fails instead of prompting on the terminal."""
 
@@ -207,10 +209,19 @@ class WebhookSettings(Section):
         "registers its webhook at Minut and verifies every delivery",
     )
     signature_header: str = Field(
-        "X-Minut-Signature", description="header with the HMAC-SHA256 (hex) of the body"
+        "X-Minut-Signature",
+        description="header with the HMAC-SHA256 of the raw body under the hook secret "
+        "(hex, sha256=<hex> or base64)",
     )
     token_header: str = Field(
-        "X-Minut-Token", description="header with the token given at registration"
+        "X-Minut-Token",
+        description="header with the token given at registration (the body's `token` field "
+        "is read too)",
+    )
+    verification: WebhookVerification = Field(
+        "any",
+        description="what a delivery to our registered hook must prove: any (the signature or "
+        "the token), both, signature, or token; a proof that is checked and wrong refuses it",
     )
     page_password: SecretStr | None = Field(
         None,

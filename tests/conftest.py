@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from brokers import MqttRecorder, TestBroker, make_test_broker
+from brokers import MqttRecorder, TestBroker, make_test_broker, random_free_port
 
 from minut2mqtt.daemon import Daemon
 from minut2mqtt.settings import load_settings
@@ -106,3 +107,39 @@ def start_daemon(
 
 def webhook_url(daemon: Daemon, secret: str = WEBHOOK_SECRET) -> str:
     return f"http://127.0.0.1:{daemon.webhook_port}/webhook/{secret}"
+
+
+@pytest.fixture
+def start_registering_daemon(
+    tmp_path, broker, simulator, monkeypatch
+) -> Iterator[Callable[..., Daemon]]:
+    """Start the real daemon with webhook.public_url: it registers its own hook at Minut."""
+    for name in [name for name in __import__("os").environ if name.startswith("MINUT2MQTT_")]:
+        monkeypatch.delenv(name)
+    port = random_free_port()
+    started: list[Daemon] = []
+
+    def start(**overrides: Any) -> Daemon:
+        settings = load_settings(
+            None,
+            {
+                **daemon_overrides(tmp_path, broker, simulator),
+                "webhook.port": port,
+                "webhook.public_url": f"http://127.0.0.1:{port}",
+                **overrides,
+            },
+        )
+        daemon = Daemon(settings)
+        daemon.start()
+        started.append(daemon)
+        deadline = time.monotonic() + 15
+        while daemon.status.snapshot().last_poll is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert daemon.status.snapshot().last_poll is not None, (
+            daemon.status.snapshot().last_poll_error
+        )
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()

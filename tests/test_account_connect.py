@@ -444,6 +444,7 @@ def test_the_page_with_client_credentials_shows_the_account_and_devices(start_da
     html = requests.get(page(daemon), timeout=10).text
     assert "client credentials" in html and "Hallway" in html
     assert 'id="connect"' not in html
+    assert "Connectivity" not in html, "being connected is no alert"
 
 
 # -- minut2mqtt check -----------------------------------------------------------------------------

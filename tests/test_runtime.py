@@ -372,3 +372,13 @@ def test_home_assistant_birth_republishes_after_the_pause(writer, status, clock,
     writer.run_pending()
     assert publisher.on_topic(TOPICS.device_state("dev1"))
     assert publisher.on_topic(TOPICS.bridge_status), "and the status document, refreshed"
+
+
+def test_a_republish_sends_the_status_as_it_is_now(writer, status, publisher):
+    writer.refresh_status()
+    writer.run_pending()
+    status.event_published(pulled=False)
+    writer.request_republish()
+    writer.run_pending()
+    latest = publisher.on_topic(TOPICS.bridge_status)[-1]
+    assert json.loads(latest.payload)["events_forwarded"] == 1

@@ -4,64 +4,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
 
-import pytest
 import requests
-from brokers import random_free_port
-from conftest import WEBHOOK_SECRET, daemon_overrides
-
-from minut2mqtt.daemon import Daemon
-from minut2mqtt.settings import load_settings
+from conftest import webhook_url
 
 DEV1_EVENT = "minut2mqtt/device/dev1/event"
-
-
-@pytest.fixture
-def start_registering_daemon(
-    tmp_path, broker, simulator, monkeypatch
-) -> Iterator[Callable[..., Daemon]]:
-    for name in [name for name in __import__("os").environ if name.startswith("MINUT2MQTT_")]:
-        monkeypatch.delenv(name)
-    port = random_free_port()
-    started: list[Daemon] = []
-
-    def start(**overrides: Any) -> Daemon:
-        settings = load_settings(
-            None,
-            {
-                **daemon_overrides(tmp_path, broker, simulator),
-                "webhook.port": port,
-                "webhook.public_url": f"http://127.0.0.1:{port}",
-                **overrides,
-            },
-        )
-        daemon = Daemon(settings)
-        daemon.start()
-        started.append(daemon)
-        deadline = time.monotonic() + 15
-        while daemon.status.snapshot().last_poll is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert daemon.status.snapshot().last_poll is not None, (
-            daemon.status.snapshot().last_poll_error
-        )
-        return daemon
-
-    yield start
-    for daemon in started:
-        daemon.stop()
-
-
-def our_url(daemon: Daemon) -> str:
-    return f"http://127.0.0.1:{daemon.webhook_port}/webhook/{WEBHOOK_SECRET}"
 
 
 def test_registers_one_hook_and_keeps_its_secret_privately(
     start_registering_daemon, account, tmp_path
 ):
     daemon = start_registering_daemon()
-    hooks = [hook for hook in account.list_webhooks() if hook["url"] == our_url(daemon)]
+    hooks = [hook for hook in account.list_webhooks() if hook["url"] == webhook_url(daemon)]
     assert len(hooks) == 1 and hooks[0]["events"] == ["*"]
     stored_file = tmp_path / "state" / "webhook.json"
     stored = json.loads(stored_file.read_text())
@@ -73,7 +27,7 @@ def test_duplicates_and_hooks_whose_secret_is_lost_are_replaced(
     start_registering_daemon, account, broker
 ):
     port_probe = start_registering_daemon()
-    url = our_url(port_probe)
+    url = webhook_url(port_probe)
     port_probe.stop()
     for hook in account.list_webhooks():
         account.delete_webhook(hook["hook_id"])
@@ -106,8 +60,10 @@ def test_signed_deliveries_pass_and_unauthenticated_ones_are_refused(
         "event": {"id": "forged", "type": "alarm_heard", "home_id": "home1", "device_id": "dev1"}
     }
     body = json.dumps(forged).encode()
-    assert requests.post(our_url(daemon), data=body, timeout=5).status_code == 401
+    assert requests.post(webhook_url(daemon), data=body, timeout=5).status_code == 401
     wrong = {"X-Minut-Token": daemon.hook.token if daemon.hook else "", "X-Minut-Signature": "00"}
-    assert requests.post(our_url(daemon), data=body, headers=wrong, timeout=5).status_code == 401
+    assert (
+        requests.post(webhook_url(daemon), data=body, headers=wrong, timeout=5).status_code == 401
+    )
     time.sleep(0.5)
     assert not [m for m in recorder.messages if m.topic == DEV1_EVENT]

@@ -70,6 +70,8 @@ class BinarySpec:
     poll: PollRule | None = WHILE_ONGOING
     available_while_offline: bool = False
     """Available even while its Point is offline (a disconnected Point must be able to say so)."""
+    alert: bool = True
+    """On is worth pointing out (the status page shows it); False where on is the normal."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,7 @@ DEVICE_STATES: tuple[BinarySpec, ...] = (
     BinarySpec(
         "connectivity", "Connectivity", "connectivity",
         _events("device_online"), _events("device_offline"), diagnostic=True,
-        poll=ONLINE_FLAG, available_while_offline=True,
+        poll=ONLINE_FLAG, available_while_offline=True, alert=False,
     ),
 )  # fmt: skip
 """Binary states of a Point."""
@@ -242,6 +244,7 @@ STATUS_VALUES: tuple[StatusValue, ...] = (
     LAST_WEBHOOK,
     API_ERRORS,
     EVENTS_FORWARDED,
+    StatusValue("webhooks_refused", lambda status: dict(status.webhook_refusals)),
     StatusValue("version", lambda status: __version__),
 )
 """The bridge's status document, key by key; the bridge's entities below read these keys."""

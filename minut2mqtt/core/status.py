@@ -66,6 +66,8 @@ class Status:
     """By outcome: `ok`, `failed`."""
     webhook_deliveries: Mapping[str, int] = field(default_factory=dict)
     """Requests to the webhook path by outcome: `accepted`, `rejected`."""
+    webhook_refusals: Mapping[str, int] = field(default_factory=dict)
+    """Deliveries with the right path secret that did not prove our hook sent them, by reason."""
     events_published: int = 0
     events_pulled: int = 0
     """Events published from a pull because no webhook had delivered them."""
@@ -114,6 +116,7 @@ class StatusBoard:
         self._last_webhook: datetime | None = None
         self._polls: Counter[str] = Counter()
         self._deliveries: Counter[str] = Counter()
+        self._refusals: Counter[str] = Counter()
         self._events_published = 0
         self._events_pulled = 0
         self._devices = 0
@@ -131,6 +134,7 @@ class StatusBoard:
                 last_webhook=self._last_webhook,
                 polls=dict(self._polls),
                 webhook_deliveries=dict(self._deliveries),
+                webhook_refusals=dict(self._refusals),
                 events_published=self._events_published,
                 events_pulled=self._events_pulled,
                 devices=self._devices,
@@ -173,6 +177,10 @@ class StatusBoard:
     def delivery_answered(self, accepted: bool) -> None:
         with self._lock:
             self._deliveries["accepted" if accepted else "rejected"] += 1
+
+    def delivery_refused(self, reason: str) -> None:
+        with self._lock:
+            self._refusals[reason] += 1
 
     def event_published(self, *, pulled: bool) -> None:
         with self._lock:

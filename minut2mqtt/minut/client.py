@@ -21,6 +21,11 @@ __all__ = ["MinutApiError", "MinutAuthError", "MinutClient"]
 
 log = logging.getLogger(__name__)
 
+PAGE_SIZE = 100
+"""Objects asked for per page of a list (the API's own pages are 100 where it pages)."""
+MAX_PAGES = 500
+"""A bound on one list: 50,000 homes or devices."""
+
 
 class MinutClient:
     """One authenticated session to the Minut API; every call waits for its turn to be sent."""
@@ -41,6 +46,8 @@ class MinutClient:
         self.api_url = api_url.rstrip("/")
         self._timeout = timeout
         self.scheduler = scheduler or RequestScheduler(per_minute=100)
+        self.page_size = PAGE_SIZE
+        """Objects asked for per page of a list."""
         self._http = requests.Session()
         self.responses: Counter[str] = Counter()
         """API answers by HTTP status, `error` when none came (for /metrics)."""
@@ -95,10 +102,62 @@ class MinutClient:
         return token_url(self.api_url)
 
     def get_devices(self) -> list[dict[str, Any]]:
-        return _list_of_objects(self.request("GET", "/devices"), "devices")
+        return self.get_list("/devices", "devices", id_key="device_id")
 
     def get_homes(self) -> list[dict[str, Any]]:
-        return _list_of_objects(self.request("GET", "/homes"), "homes")
+        return self.get_list("/homes", "homes", id_key="home_id")
+
+    def get_list(
+        self,
+        path: str,
+        key: str,
+        *,
+        id_key: str,
+        params: dict[str, Any] | None = None,
+        page_size: int | None = None,
+        max_pages: int = MAX_PAGES,
+        priority: Priority = Priority.POLL,
+    ) -> list[dict[str, Any]]:
+        """Every object of a list endpoint, page after page (how far lists page is unknown).
+
+        A `paging` object in the answer (`total_count`, `offset`) is followed; without one, a
+        full page may have a next one, asked for with `offset`, until a page is short, empty,
+        or the same again (an API that ignores `offset`). A page longer than asked for means
+        the API ignores `limit`: that is the whole list.
+        """
+        page_size = page_size or self.page_size
+        items: list[dict[str, Any]] = []
+        seen: set[object] = set()
+        for _ in range(max_pages):
+            query = {**(params or {}), "limit": page_size, "offset": len(items)}
+            answer = self.request("GET", path, params=query, priority=priority)
+            page = _list_of_objects(answer, key, path)
+            new = [item for item in page if id_key not in item or item[id_key] not in seen]
+            seen.update(item.get(id_key) for item in page)
+            if page and not new:
+                log.warning(
+                    "GET %s answered the same objects again for offset %d: it does not page "
+                    "by offset, so only the first %d are read",
+                    path,
+                    len(items),
+                    len(items),
+                )
+                return items
+            items += new
+            total = paging_total(answer)
+            if total is not None:
+                if not new or len(items) >= total:
+                    return items
+            elif len(page) != page_size:  # short: the last page; longer: `limit` ignored
+                return items
+        log.warning(
+            "GET %s: still more after %d pages of %d; reading the first %d only",
+            path,
+            max_pages,
+            page_size,
+            len(items),
+        )
+        return items
 
     def request(
         self, method: str, path: str, *, priority: Priority = Priority.POLL, **kwargs: Any
@@ -154,8 +213,15 @@ def _error_from(response: requests.Response, what: str) -> MinutApiError:
     )
 
 
-def _list_of_objects(answer: Any, key: str) -> list[dict[str, Any]]:
+def _list_of_objects(answer: Any, key: str, path: str) -> list[dict[str, Any]]:
     items = answer.get(key) if isinstance(answer, dict) else None
     if not isinstance(items, list):
-        raise MinutApiError(f"GET /{key}: answer has no '{key}' list")
+        raise MinutApiError(f"GET {path}: answer has no '{key}' list")
     return [item for item in items if isinstance(item, dict)]
+
+
+def paging_total(answer: Any) -> int | None:
+    """`paging.total_count` of a list answer, when the API says how long the list is."""
+    paging = answer.get("paging") if isinstance(answer, dict) else None
+    total = paging.get("total_count") if isinstance(paging, dict) else None
+    return total if isinstance(total, int) and not isinstance(total, bool) else None

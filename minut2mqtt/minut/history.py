@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from .client import MinutApiError, MinutAuthError, MinutClient
+from .client import MinutApiError, MinutAuthError, MinutClient, paging_total
 from .models import Event, MinutDataError, format_time, parse_event
 from .scheduler import Priority
 
@@ -67,16 +67,19 @@ class EventPuller:
 def pull_account_events(client: MinutClient, since_by_home: Mapping[str, datetime]) -> list[Event]:
     """The homes' events from `GET /events`, oldest first, each after its home's time.
 
-    That endpoint's paging is unknown: ask for the oldest first from the earliest time and, while
-    pages come back full, again from the newest time seen (repeats are filtered by id later).
+    That endpoint's paging is unknown: a `paging` object is followed by `offset`; without one,
+    ask for the oldest first from the earliest time and, while pages come back full, again from
+    the newest time seen (repeats are filtered by id later).
     """
     start = min(since_by_home.values())
     events: list[Event] = []
+    offset = 0
     for _ in range(MAX_PAGES):
+        query: dict[str, object] = {"start_at": format_time(start), "limit": PAGE_SIZE}
         answer: Any = client.request(
             "GET",
             "/events",
-            params={"start_at": format_time(start), "limit": PAGE_SIZE, "order": "asc"},
+            params={**query, "order": "asc", "offset": offset},
             priority=Priority.EVENTS,
         )
         items = answer.get("events") if isinstance(answer, dict) else None
@@ -89,6 +92,12 @@ def pull_account_events(client: MinutClient, since_by_home: Mapping[str, datetim
             and (event := _parsed(item, "the account's history")) is not None
         ]
         events += page
+        total = paging_total(answer)
+        if total is not None:
+            offset += len(items)
+            if not items or offset >= total:
+                break
+            continue
         newest = max((e.created_at for e in page if e.created_at is not None), default=None)
         if len(items) < PAGE_SIZE or newest is None or newest <= start:
             break
@@ -105,24 +114,16 @@ def _after_its_home_cursor(event: Event, since_by_home: Mapping[str, datetime]) 
 
 def pull_home_events(client: MinutClient, home_id: str, since: datetime) -> list[Event]:
     """Every event of the home since `since`, oldest first, in the webhook's shape."""
-    events: list[Event | None] = []
-    offset = 0
-    for _ in range(MAX_PAGES):
-        answer: Any = client.request(
-            "GET",
-            f"/homes/{home_id}/events",
-            params={"start_at": format_time(since), "limit": PAGE_SIZE, "offset": offset},
-            priority=Priority.EVENTS,
-        )
-        items = answer.get("home_events") if isinstance(answer, dict) else None
-        if not isinstance(items, list) or not items:
-            break
-        events.extend(_as_webhook_event(item, home_id) for item in items if isinstance(item, dict))
-        offset += len(items)
-        paging = answer.get("paging")
-        total = paging.get("total_count") if isinstance(paging, dict) else None
-        if not isinstance(total, int) or offset >= total:
-            break
+    items = client.get_list(
+        f"/homes/{home_id}/events",
+        "home_events",
+        id_key="event_id",
+        params={"start_at": format_time(since)},
+        page_size=PAGE_SIZE,
+        max_pages=MAX_PAGES,
+        priority=Priority.EVENTS,
+    )
+    events = (_as_webhook_event(item, home_id) for item in items)
     return _oldest_first(event for event in events if event is not None)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import hashlib
 import hmac
 import math
@@ -64,19 +67,34 @@ class Event:
 
 @dataclass(frozen=True)
 class HookCredentials:
-    """What Minut sends with every delivery of our hook, kept in state_dir."""
+    """What proves a delivery comes from our hook at Minut, kept in state_dir."""
 
     hook_id: str
     url: str
     hook_secret: str
     token: str
 
-    def signature_valid(self, body: bytes, signature: str | None) -> bool:
-        expected = hmac.new(self.hook_secret.encode(), body, hashlib.sha256).hexdigest()
-        return signature is not None and hmac.compare_digest(expected, signature.strip().lower())
+    def signature_valid(self, body: bytes, signature: str) -> bool:
+        """Whether `signature` is the HMAC-SHA256 of `body` under our hook secret, written as
+        hex, `sha256=<hex>` or base64 (how Minut writes it is unknown); constant time."""
+        expected = hmac.new(self.hook_secret.encode(), body, hashlib.sha256).digest()
+        return any(hmac.compare_digest(expected, given) for given in _digest_forms(signature))
 
-    def token_valid(self, token: str | None) -> bool:
-        return token is not None and hmac.compare_digest(token.encode(), self.token.encode())
+    def token_valid(self, token: str) -> bool:
+        return hmac.compare_digest(token.encode(), self.token.encode())
+
+
+def _digest_forms(signature: str) -> list[bytes]:
+    """The bytes a signature header may stand for: hex (maybe `sha256=`-prefixed) or base64."""
+    text = signature.strip()
+    text = text.split("=", 1)[1] if text.lower().startswith("sha256=") else text
+    forms = []
+    with contextlib.suppress(ValueError):
+        forms.append(bytes.fromhex(text))
+    for decode in (base64.b64decode, base64.urlsafe_b64decode):
+        with contextlib.suppress(ValueError, binascii.Error):
+            forms.append(decode(text + "=" * (-len(text) % 4)))
+    return forms
 
 
 def parse_time(value: Any) -> datetime | None:

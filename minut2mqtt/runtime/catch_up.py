@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 CURSOR_FILE = "event_cursor.json"
 PULL_OVERLAP = timedelta(minutes=10)
 """A pull starts this long before the previous one: an event can reach the history late."""
+PULL_AFTER_REFUSAL_SPACING = 60.0
+"""Refused deliveries start a pull at most this often (seconds): events wait, unpublished."""
 
 
 class HistoryReader(Protocol):
@@ -68,6 +70,7 @@ class CatchUp:
         self._running = False
         self._last_pull_at = monotonic()
         self._last_webhook_at = 0.0
+        self._refusal_pull_at = -PULL_AFTER_REFUSAL_SPACING
         self._failures = 0
         self._next_try = 0.0
         self._stopping = threading.Event()
@@ -82,6 +85,18 @@ class CatchUp:
 
     def request(self) -> None:
         """Pull soon: an outage may have kept events from us."""
+        self._due.set()
+
+    def delivery_refused(self) -> None:
+        """A delivery was refused: its event waits at Minut. Pull now, or a minute after the
+        last pull a refusal asked for (within the request budget either way)."""
+        with self._lock:
+            now = self._monotonic()
+            pull_at = max(now, self._refusal_pull_at + PULL_AFTER_REFUSAL_SPACING)
+            if self._due.is_set() and self._next_try <= now:
+                return  # a pull is about to start anyway
+            self._refusal_pull_at = pull_at
+            self._next_try = max(self._next_try, pull_at)
         self._due.set()
 
     def homes_known(self, home_ids: list[str]) -> None:

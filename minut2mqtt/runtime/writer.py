@@ -193,6 +193,7 @@ class Writer:
 
     def _republish(self) -> None:
         self._republish_queued.clear()
+        self._refresh_status()  # the status as it is now, not as it was at the last refresh
         self._mirror.republish()
 
     def _refresh_status(self) -> None:

@@ -16,7 +16,7 @@ from time import monotonic
 from typing import Any
 
 from . import life
-from .api import JsonObject
+from .api import DEVICES_PAGING, EVENTS_PAGING, HOMES_PAGING, DeliveryStyle, JsonObject
 from .delivery import DeliveryOutcome, PendingDelivery
 from .faults import FailurePlan, PlannedFailure
 from .homes import HomeStore
@@ -61,6 +61,21 @@ class SimulatedAccount:
         """("authorize" | "token", its parameters without secrets): what clients sent."""
         self.tokens_issued = self._oauth.tokens_issued
         """Every access and refresh token handed out, oldest first (tests look for leaks)."""
+        self.homes_paging = HOMES_PAGING
+        self.devices_paging = DEVICES_PAGING
+        self.events_paging = EVENTS_PAGING
+        """How `GET /homes`, `GET /devices` and `GET /events` page (tests set the other answers)."""
+
+    @property
+    def delivery_style(self) -> DeliveryStyle:
+        """How webhook deliveries carry the token and the signature."""
+        with self._lock:
+            return self._webhooks.style
+
+    @delivery_style.setter
+    def delivery_style(self, style: DeliveryStyle) -> None:
+        with self._lock:
+            self._webhooks.style = style
 
     # --- homes and devices -------------------------------------------------------------------
 

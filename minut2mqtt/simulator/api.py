@@ -1,6 +1,9 @@
-"""What every part of the simulated Minut API shares: its URL paths and the JSON-object type."""
+"""What every part of the simulated Minut API shares: its URL paths, the JSON-object type, and the
+shapes of its answers where the contract says *unknown* (how lists page, how deliveries prove
+where they come from), so that tests can make the simulator give each possible answer."""
 
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Any, Final, Literal
 
 JsonObject = dict[str, Any]
 """A JSON object as the API sends and the simulator stores it (homes, devices, events)."""
@@ -10,3 +13,55 @@ TOKEN_PATH: Final = API_PREFIX + "/oauth/token"
 AUTHORIZE_PATH: Final = API_PREFIX + "/oauth/authorize"
 OAUTH_PATHS: Final = frozenset({TOKEN_PATH, AUTHORIZE_PATH})
 """The OAuth endpoints: no bearer token, no request budget, and spared by untargeted faults."""
+
+
+@dataclass(frozen=True)
+class Paging:
+    """How a list endpoint pages.
+
+    `default_limit`: the page answered without a `limit` (None: the whole list);
+    `max_limit`: the largest page it gives whatever `limit` asks (None: no bound);
+    `paging_object`: the answer carries `{"paging": {total_count, limit, offset}}`;
+    `honours_limit`, `honours_offset`: whether those query arguments are obeyed at all.
+    """
+
+    default_limit: int | None = None
+    max_limit: int | None = None
+    paging_object: bool = True
+    honours_limit: bool = True
+    honours_offset: bool = True
+
+    def page(self, items: list[JsonObject], limit: int | None, offset: int) -> JsonObject:
+        """The part of `items` one request gets, with its paging object if the endpoint has one."""
+        size = limit if limit is not None and self.honours_limit else self.default_limit
+        if size is not None and self.max_limit is not None:
+            size = min(size, self.max_limit)
+        start = offset if self.honours_offset else 0
+        chosen = items[start:] if size is None else items[start : start + size]
+        if not self.paging_object:
+            return {"items": chosen}
+        paging = {"total_count": len(items), "limit": size or len(items), "offset": start}
+        return {"items": chosen, "paging": paging}
+
+
+HOMES_PAGING: Final = Paging(default_limit=100, max_limit=100)
+"""Seen on the real API: `GET /homes` answers 100 homes and a paging object."""
+DEVICES_PAGING: Final = Paging(default_limit=None, paging_object=False)
+"""The contract: one `GET /devices` returns every device (a `limit` is obeyed, without paging)."""
+EVENTS_PAGING: Final = Paging(default_limit=50, max_limit=500, paging_object=False)
+"""The account-wide `GET /events`: pages by `limit`, no paging object (its paging is unknown)."""
+
+
+@dataclass(frozen=True)
+class DeliveryStyle:
+    """How a webhook delivery proves where it comes from (the contract does not say).
+
+    `token_in`: where the registration token goes (`header`, the body's `token` field, nowhere);
+    `signature_format`: the HMAC-SHA256 of the raw body as `hex`, `sha256=<hex>` or `base64`
+    (None: not signed).
+    """
+
+    signature_header: str = "X-Minut-Signature"
+    signature_format: Literal["hex", "sha256=hex", "base64"] | None = "hex"
+    token_in: Literal["header", "body", "nowhere"] = "header"
+    token_header: str = "X-Minut-Token"

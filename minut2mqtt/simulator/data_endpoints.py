@@ -12,7 +12,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import BadRequest, NotFound
 
 from .account import SimulatedAccount
-from .api import API_PREFIX, JsonObject
+from .api import API_PREFIX, JsonObject, Paging
 from .timefmt import parse_time, utc_now
 from .timeseries import SERIES_SENSORS, sample_times, synthetic_series
 
@@ -44,10 +44,7 @@ def _add_user_routes(app: Flask, account: SimulatedAccount) -> None:
 def _add_home_routes(app: Flask, account: SimulatedAccount) -> None:
     @app.get(f"{API_PREFIX}/homes")
     def list_homes() -> ResponseReturnValue:
-        homes = account.list_homes()
-        offset = _int_arg("offset", 0, minimum=0)
-        limit = _int_arg("limit", len(homes), minimum=1)
-        return {"homes": homes[offset : offset + limit]}
+        return _paged("homes", account.list_homes(), account.homes_paging)
 
     @app.get(f"{API_PREFIX}/homes/<home_id>")
     def get_home(home_id: str) -> ResponseReturnValue:
@@ -66,7 +63,7 @@ def _add_home_routes(app: Flask, account: SimulatedAccount) -> None:
 def _add_device_routes(app: Flask, account: SimulatedAccount) -> None:
     @app.get(f"{API_PREFIX}/devices")
     def list_devices() -> ResponseReturnValue:
-        return {"devices": account.list_devices()}
+        return _paged("devices", account.list_devices(), account.devices_paging)
 
     @app.get(f"{API_PREFIX}/devices/<device_id>")
     def get_device(device_id: str) -> ResponseReturnValue:
@@ -126,11 +123,10 @@ def _add_event_routes(app: Flask, account: SimulatedAccount) -> None:
         order = request.args.get("order", "desc")
         if order not in ("asc", "desc"):
             raise BadRequest('order must be "asc" or "desc"')
-        limit = _int_arg("limit", DEFAULT_EVENT_PAGE, minimum=1, maximum=MAX_EVENT_PAGE)
         events = _events_in_window(account, request.args.get("home_id"))
         if order == "desc":
             events.reverse()
-        return {"events": events[:limit]}
+        return _paged("events", events, account.events_paging)
 
 
 def _add_webhook_routes(app: Flask, account: SimulatedAccount) -> None:
@@ -183,6 +179,12 @@ def _events_in_window(account: SimulatedAccount, home_id: str | None) -> list[Js
         if (start is None or created >= start) and (end is None or created <= end):
             selected.append(event)
     return selected
+
+
+def _paged(key: str, items: list[JsonObject], paging: Paging) -> JsonObject:
+    limit = _int_arg("limit", 0, minimum=1) if request.args.get("limit") else None
+    answer = paging.page(items, limit, _int_arg("offset", 0, minimum=0))
+    return {key: answer.pop("items"), **answer}
 
 
 def _found(item: JsonObject | None, kind: str, item_id: str) -> JsonObject:

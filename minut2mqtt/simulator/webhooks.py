@@ -5,6 +5,7 @@ HMAC-signed delivery to each hook that wants it (posted in order by a DeliveryWo
 `wait_idle`, and records each delivery's outcome (under that lock) through `on_delivered`.
 """
 
+import base64
 import hashlib
 import hmac
 import json
@@ -13,12 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from .api import JsonObject
+from .api import DeliveryStyle, JsonObject
 from .delivery import DELIVERY_TIMEOUT_SECONDS, DeliveryOutcome, DeliveryWorker, PendingDelivery
 from .timefmt import format_time, utc_now
 
-SIGNATURE_HEADER: Final = "X-Minut-Signature"
-TOKEN_HEADER: Final = "X-Minut-Token"
+SIGNATURE_HEADER: Final = DeliveryStyle.signature_header
+TOKEN_HEADER: Final = DeliveryStyle.token_header
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class WebhookRegistry:
     def __init__(self, on_delivered: Callable[[PendingDelivery, DeliveryOutcome], None]) -> None:
         self._hooks: dict[str, Webhook] = {}
         self._worker = DeliveryWorker(on_delivered, DELIVERY_TIMEOUT_SECONDS)
+        self.style = DeliveryStyle()
 
     def register(self, url: str, events: Sequence[str], token: str | None) -> JsonObject:
         if not url.startswith(("http://", "https://")):
@@ -77,17 +79,25 @@ class WebhookRegistry:
         """Queue a signed delivery of `event` to every hook that wants `event_type`."""
         for hook in self._hooks.values():
             if hook.wants(event_type):
-                self._worker.submit(_signed_delivery(hook, event))
+                self._worker.submit(_signed_delivery(hook, event, self.style))
 
     def wait_idle(self, timeout: float) -> bool:
         return self._worker.wait_idle(timeout)
 
 
-def _signed_delivery(hook: Webhook, event: JsonObject) -> PendingDelivery:
-    body = json.dumps({"hook_id": hook.hook_id, "event": event}, separators=(",", ":"))
-    raw_body = body.encode()
-    signature = hmac.new(hook.hook_secret.encode(), raw_body, hashlib.sha256).hexdigest()
-    headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signature}
-    if hook.token is not None:
-        headers[TOKEN_HEADER] = hook.token
+def _signed_delivery(hook: Webhook, event: JsonObject, style: DeliveryStyle) -> PendingDelivery:
+    delivery: JsonObject = {"hook_id": hook.hook_id, "event": event}
+    headers = {"Content-Type": "application/json"}
+    if hook.token is not None and style.token_in == "body":
+        delivery["token"] = hook.token
+    elif hook.token is not None and style.token_in == "header":
+        headers[style.token_header] = hook.token
+    raw_body = json.dumps(delivery, separators=(",", ":")).encode()
+    digest = hmac.new(hook.hook_secret.encode(), raw_body, hashlib.sha256).digest()
+    if style.signature_format == "hex":
+        headers[style.signature_header] = digest.hex()
+    elif style.signature_format == "sha256=hex":
+        headers[style.signature_header] = f"sha256={digest.hex()}"
+    elif style.signature_format == "base64":
+        headers[style.signature_header] = base64.b64encode(digest).decode()
     return PendingDelivery(hook.hook_id, hook.url, raw_body, headers)

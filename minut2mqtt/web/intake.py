@@ -1,8 +1,8 @@
 """Webhook intake: Minut's deliveries are checked, parsed, handed over and answered at once.
 
 A delivery must come to `/webhook/<path secret>`; once our hook is registered at Minut, it must
-also carry the registration token and the HMAC of its raw body. What is accepted is handed to
-`on_event`, which only queues it.
+also prove it comes from that hook (`verification.py`). What is accepted is handed to
+`on_event`, which only queues it; a refusal is counted and reported through `on_refused`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from typing import Any
 from flask import Flask, Response, request
 
 from ..minut.models import Event, HookCredentials, MinutDataError, parse_event
+from ..settings import WebhookVerification
+from .verification import Proofs, Refusal, RefusalReport, refusal
 
 log = logging.getLogger("minut2mqtt.web")
 
@@ -40,11 +42,16 @@ class WebhookIntake:
     """Our hook's credentials once it is registered at Minut; None: the path secret suffices."""
     signature_header: str = "X-Minut-Signature"
     token_header: str = "X-Minut-Token"
+    verification: WebhookVerification = "any"
     on_answered: Callable[[bool], None] = lambda accepted: None
     """Hears of every request to the webhook path, accepted or not (for counting)."""
+    on_refused: Callable[[Refusal], None] = lambda reason: None
+    """Hears why a delivery with the right path secret did not prove it comes from our hook."""
 
 
 def add_webhook_routes(app: Flask, intake: WebhookIntake) -> None:
+    report = RefusalReport(intake.signature_header, intake.token_header)
+
     @app.post(WEBHOOK_PREFIX + "<path_secret>")
     def receive(path_secret: str) -> Response:
         if not hmac.compare_digest(path_secret.encode(), intake.secret.encode()):
@@ -52,12 +59,14 @@ def add_webhook_routes(app: Flask, intake: WebhookIntake) -> None:
             return json_response({"error": "not found"}, 404)
         body = request.get_data(cache=False)
         credentials = intake.hook()
-        if credentials is not None and not (
-            credentials.token_valid(request.headers.get(intake.token_header))
-            and credentials.signature_valid(body, request.headers.get(intake.signature_header))
-        ):
-            log.warning("webhook delivery without a valid token and signature rejected")
-            return json_response({"error": "delivery not authenticated"}, 401)
+        if credentials is not None:
+            headers = dict(request.headers.items())
+            proofs = Proofs.of(body, headers, intake.signature_header, intake.token_header)
+            reason = refusal(credentials, body, proofs, intake.verification)
+            if reason is not None:
+                report.refused(reason, proofs)
+                intake.on_refused(reason)
+                return json_response({"error": "delivery not authenticated"}, 401)
         try:
             event = _parse_delivery(body)
         except ValueError as error:

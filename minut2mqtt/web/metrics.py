@@ -37,6 +37,12 @@ class _StatusCollector(Collector):
         yield _labelled_counter(
             "webhooks", "Webhook deliveries by outcome", "outcome", now.webhook_deliveries
         )
+        yield _labelled_counter(
+            "webhooks_refused",
+            "Deliveries with the right path secret that did not prove our hook sent them",
+            "reason",
+            now.webhook_refusals,
+        )
         yield _counter("events_published", "Minut events published on MQTT", now.events_published)
         yield _counter(
             "events_pulled", "Events published from a pull (no webhook had them)", now.events_pulled

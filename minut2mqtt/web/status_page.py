@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -72,6 +72,8 @@ class PageSnapshot:
     requests_per_minute: int
     stale_after: float
     now: datetime
+    webhook_refusals: Mapping[str, int] = field(default_factory=dict)
+    """Deliveries refused for not proving our hook sent them, by reason."""
 
     @property
     def awaiting_first_poll(self) -> bool:
@@ -103,7 +105,9 @@ def home_rows(
             HomeRow(
                 name=home.home.name,
                 alarm_status=home.home.alarm_status,
-                active_states=tuple(spec.name for spec in HOME_STATES if home.flags.get(spec.key)),
+                active_states=tuple(
+                    spec.name for spec in HOME_STATES if spec.alert and home.flags.get(spec.key)
+                ),
                 devices=tuple(_device_row(tracked, now, stale_after) for tracked in members),
             )
         )
@@ -142,6 +146,7 @@ def page_snapshot(
         requests_per_minute=requests_per_minute,
         stale_after=stale_after,
         now=now,
+        webhook_refusals=status.webhook_refusals,
     )
 
 
@@ -157,7 +162,9 @@ def _device_row(tracked: TrackedDevice, now: datetime, stale_after: float) -> De
         model=device.model,
         offline=device.offline,
         readings=tuple(_reading_row(key, readings[key], now, stale_after) for key in shown),
-        active_states=tuple(spec.name for spec in DEVICE_STATES if tracked.flags.get(spec.key)),
+        active_states=tuple(
+            spec.name for spec in DEVICE_STATES if spec.alert and tracked.flags.get(spec.key)
+        ),
         last_heard=device.last_heard_from_at,
     )
 
@@ -281,14 +288,30 @@ def _bridge_section(snapshot: PageSnapshot) -> str:
     rows = [
         ("Last poll", poll),
         ("Last webhook", webhook),
+        *_refusals_row(snapshot.webhook_refusals),
         ("MQTT broker", f"{mqtt_state} ({_e(snapshot.mqtt_broker)})"),
         (
             "API budget",
             f"{snapshot.requests_last_minute} of {snapshot.requests_per_minute} requests "
-            "in the last minute",
+            "in the last minute (minut.requests_per_minute; Minut allows 120)",
         ),
     ]
     return f'<section id="bridge"><h2>Bridge</h2>{_dl(rows)}</section>'
+
+
+def _refusals_row(refusals: Mapping[str, int]) -> list[tuple[str, str]]:
+    if not refusals:
+        return []
+    counts = ", ".join(
+        f"{_e(reason.replace('_', ' '))}: {count}" for reason, count in sorted(refusals.items())
+    )
+    return [
+        (
+            "Refused deliveries",
+            f'<span class="bad">{counts}</span> (their events are pulled from Minut; see '
+            "Troubleshooting in the README)",
+        )
+    ]
 
 
 def _homes_section(snapshot: PageSnapshot) -> str:
