@@ -22,6 +22,7 @@ from fault_scenarios import (  # the scenarios live beside the tests that use th
     bridge_killed,
     bridge_killed_while_broker_down,
     broker_restart,
+    killed_after_a_burst_of_pulled_events,
     mosquitto_available,
     rig,
     run_scenario,
@@ -32,6 +33,7 @@ SCENARIOS = {
     "bridge SIGKILL": bridge_killed,
     "SIGKILL while broker down": bridge_killed_while_broker_down,
     "API rude, webhooks lost": api_rude,
+    "SIGKILL after a pulled burst": killed_after_a_burst_of_pulled_events,
 }
 
 
@@ -39,6 +41,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=20.0, help="events per second")
     parser.add_argument("--rounds", type=int, default=1, help="runs of every scenario")
+    parser.add_argument("--only", choices=sorted(SCENARIOS), help="run this scenario only")
     args = parser.parse_args()
     if not mosquitto_available():
         print("bench/faults.py needs Mosquitto (apt-get install mosquitto)", file=sys.stderr)
@@ -46,6 +49,8 @@ def main() -> int:
     print(f"events at {args.rate:g}/s, {args.rounds} round(s) per scenario")
     totals = [0, 0, 0, 0]
     for name, fault in SCENARIOS.items():
+        if args.only and name != args.only:
+            continue
         for _ in range(args.rounds):
             with (
                 tempfile.TemporaryDirectory() as work_dir,

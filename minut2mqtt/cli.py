@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from .demo import run_demo
 
-            return run_demo(overrides, duration=args.duration)
+            return run_demo(overrides, duration=args.duration, broker=args.broker)
         settings = load_settings(args.config, overrides)
         require(settings, "minut.client_id", "minut.client_secret", purpose=args.command)
     except ConfigError as error:
@@ -96,9 +96,15 @@ def _parser() -> argparse.ArgumentParser:
         )
     demo = commands.add_parser(
         "demo",
-        help="zero-install demo: embedded broker + simulated Minut account + the real bridge",
+        help="zero-install demo: a broker of its own + simulated Minut account + the real bridge",
     )
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    demo.add_argument(
+        "--broker",
+        choices=("auto", "mosquitto", "amqtt"),
+        default="auto",
+        help="the demo's MQTT broker: Mosquitto where installed (auto), else embedded amqtt",
+    )
     for command in (run, check, demo):
         _add_setting_options(command)
     return parser

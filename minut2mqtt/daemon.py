@@ -63,6 +63,8 @@ class Daemon:
                 messages_per_second=mqtt.messages_per_second,
                 outbox_path=settings.state_dir / OUTBOX_FILE,
                 outbox_limit=mqtt.outbox_limit,
+                protocol=mqtt.protocol,
+                session_expiry=mqtt.session_expiry,
             ),
             on_connected=self._broker_connected,
             subscriptions={

@@ -32,6 +32,7 @@ ENV_NESTED_DELIMITER = "__"
 TOPIC_SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
 CALLBACK_PATH = "/api/minut"
 """Where Minut sends the browser back after authorizing (the path Home Assistant used too)."""
+MqttProtocol = Literal["5", "3.1.1"]
 WebhookVerification = Literal["any", "both", "signature", "token"]
 """What a webhook delivery must prove: the signature or the token, both, or only one of them."""
 NO_KEY_PASSPHRASE = ""
@@ -179,6 +180,19 @@ class MqttSettings(Section):
         500,
         ge=10,
         description="publish rate after a burst of 200, so that slow subscribers lose nothing",
+    )
+    protocol: MqttProtocol = Field(
+        "5",
+        description="MQTT version to speak; with 5, a broker that refuses it (or never answers, "
+        "like amqtt) is spoken to in 3.1.1",
+    )
+    session_expiry: int = Field(
+        0xFFFFFFFF,
+        ge=0,
+        le=0xFFFFFFFF,
+        description="seconds the broker keeps the bridge's MQTT 5 session while it is away "
+        "(4294967295: for ever, like a 3.1.1 persistent session); within it, a restart resumes "
+        "every half-finished event delivery exactly once",
     )
     outbox_limit: int = Field(
         100_000,

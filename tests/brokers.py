@@ -18,12 +18,8 @@ recorder twice (once on connect, once on SUBSCRIBE), so count messages with care
 from __future__ import annotations
 
 import contextlib
-import getpass
 import os
 import random
-import shutil
-import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -40,6 +36,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from minut2mqtt.embedded_broker import EmbeddedBroker, first_free_port
+from minut2mqtt.mosquitto import MosquittoProcess, find_mosquitto
 
 __all__ = [
     "AmqttBroker",
@@ -61,34 +58,10 @@ _STARTUP_TIMEOUT = 10.0
 _RANDOM_PORT_RANGE = (20000, 32000)
 
 
-def find_mosquitto() -> str | None:
-    """Path of the mosquitto binary, or None when it is not installed."""
-    found = shutil.which("mosquitto")
-    if found:
-        return found
-    if os.access("/usr/sbin/mosquitto", os.X_OK):
-        return "/usr/sbin/mosquitto"
-    return None
-
-
 def random_free_port(host: str = _LOCALHOST) -> int:
     """A port nothing listens on, picked at random so parallel test runs rarely collide."""
     low, high = _RANDOM_PORT_RANGE
     return first_free_port(host, random.randint(low, high))
-
-
-def _wait_until_listening(
-    host: str, port: int, timeout: float, still_starting: Callable[[], bool] = lambda: True
-) -> bool:
-    """Poll until host:port accepts TCP connections; False on timeout or if startup gave up."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and still_starting():
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 class TestBroker(ABC):
@@ -138,8 +111,8 @@ class TestBroker(ABC):
         return f"<{type(self).__name__} {self.host}:{self.port} {state}>"
 
 
-class MosquittoBroker(TestBroker):
-    """/usr/sbin/mosquitto with a generated config in `work_dir`.
+class MosquittoBroker(MosquittoProcess, TestBroker):
+    """/usr/sbin/mosquitto with a generated config in `work_dir` (minut2mqtt.mosquitto).
 
     `extra_config` lines are appended after the default listener, e.g. a second
     `listener 8883 127.0.0.1` with `cafile`/`certfile`/`keyfile` for TLS tests.
@@ -156,81 +129,13 @@ class MosquittoBroker(TestBroker):
         extra_config: Sequence[str] = (),
         binary: str | None = None,
     ) -> None:
-        found = binary or find_mosquitto()
-        if found is None:
-            raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto)")
-        self.binary = found
-        self.host = host
-        self.port = port if port is not None else random_free_port(host)
-        self.work_dir = work_dir
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path = work_dir / "mosquitto.conf"
-        self.log_path = work_dir / "mosquitto.log"
-        self.output_path = work_dir / "mosquitto.out"
-        self.extra_config = list(extra_config)
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def config_text(self) -> str:
-        lines = [
-            "persistence false",
-            "allow_anonymous true",
-            f"log_dest file {self.log_path}",
-            "log_type all",
-            "connection_messages true",
-        ]
-        if os.geteuid() == 0:
-            # As root mosquitto drops to user "mosquitto", who cannot write the log here.
-            lines.append(f"user {getpass.getuser()}")
-        lines.append(f"listener {self.port} {self.host}")
-        lines.extend(self.extra_config)
-        return "\n".join(lines) + "\n"
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def start(self) -> None:
-        if self.running:
-            return
-        # Fails clearly if something else listens there (the readiness probe could not tell).
-        first_free_port(self.host, self.port, attempts=1)
-        self.config_path.write_text(self.config_text())
-        with self.output_path.open("ab") as output:
-            self._process = subprocess.Popen(
-                [self.binary, "-c", str(self.config_path)],
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        process = self._process
-        if not _wait_until_listening(
-            self.host, self.port, _STARTUP_TIMEOUT, lambda: process.poll() is None
-        ):
-            self.stop()
-            raise RuntimeError(
-                f"mosquitto did not start on {self.host}:{self.port}:\n{self.diagnostics()}"
-            )
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-
-    def diagnostics(self) -> str:
-        """The tail of mosquitto's output and log, for failure messages."""
-        parts = []
-        for path in (self.output_path, self.log_path):
-            if path.exists():
-                tail = path.read_text(errors="replace").splitlines()[-20:]
-                parts.append(f"--- {path.name}\n" + "\n".join(tail))
-        return "\n".join(parts) or "(no output)"
+        super().__init__(
+            work_dir,
+            host,
+            port if port is not None else random_free_port(host),
+            binary=binary,
+            extra_config=extra_config,
+        )
 
 
 class AmqttBroker(TestBroker):

@@ -385,6 +385,30 @@ def bridge_killed_while_broker_down(parts: Rig, phase: float = 1.5) -> None:
     parts.broker.start()
 
 
+def killed_after_a_burst_of_pulled_events(parts: Rig, burst: int = 200) -> None:
+    """Webhooks lost, a burst of events pulled from Minut's history: SIGKILL 0.1 s after the
+    first of them reached the subscriber, while the rest are in flight, then start again."""
+    parts.webhook_link.set_mode("refuse")
+    before = parts.counter.ids()
+    home_ids = [home["home_id"] for home in parts.account.list_homes()]
+    burst_ids = {
+        parts.account.inject_event("disturbance_first_notice", home_id=home_ids[n % 2])["id"]
+        for n in range(burst)
+    }
+    _wait_until(
+        lambda: bool(parts.counter.ids() & burst_ids),
+        30,
+        parts.bridge,
+        "the burst pulled and published",
+    )
+    time.sleep(0.1)
+    parts.bridge.kill()
+    assert len(parts.counter.ids() - before) < len(burst_ids) + 100, "killed mid-burst"
+    parts.webhook_link.set_mode("pass")
+    time.sleep(1.0)
+    parts.bridge.start()
+
+
 def api_rude(parts: Rig, phase: float = 2.0) -> None:
     """Webhooks lost while the API answers 429, then 5xx, hangs, then refuses the grant.
 

@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from brokers import MqttRecorder, random_free_port
+import pytest
+from brokers import MqttRecorder, find_mosquitto, random_free_port
 from conftest import CLIENT_ID, CLIENT_SECRET
 
 
@@ -87,10 +88,14 @@ def test_a_killed_bridge_is_offline_through_its_last_will(tmp_path, broker, simu
     assert {"time", "level", "logger", "message"} <= entries[0].keys()
 
 
-def test_demo_runs_everything_embedded(tmp_path):
+@pytest.mark.parametrize("broker", ["auto", "amqtt"])
+def test_demo_runs_everything_embedded(tmp_path, broker):
+    """auto: Mosquitto as a child process where installed (MQTT 5); amqtt: the fallback."""
     port = random_free_port()
     log = tmp_path / "demo.log"
-    process = start_command("demo", "--duration", "30", f"--mqtt.port={port}", env={}, log=log)
+    process = start_command(
+        "demo", "--duration", "30", f"--mqtt.port={port}", f"--broker={broker}", env={}, log=log
+    )
     try:
         deadline = time.monotonic() + 20
         while "demo is running" not in log.read_text() and time.monotonic() < deadline:
@@ -114,6 +119,8 @@ def test_demo_runs_everything_embedded(tmp_path):
     output = log.read_text()
     assert f"127.0.0.1:{port}" in output
     assert "Traceback" not in output
+    speaks = "MQTT 3.1.1 only" if broker == "amqtt" or not find_mosquitto() else "MQTT 5 and 3.1.1"
+    assert speaks in output
 
 
 def test_run_with_the_webhook_port_taken_says_so(tmp_path, simulator):

@@ -14,6 +14,7 @@ from fault_scenarios import (
     bridge_killed,
     bridge_killed_while_broker_down,
     broker_restart,
+    killed_after_a_burst_of_pulled_events,
     mosquitto_available,
     rig,
     run_scenario,
@@ -53,3 +54,12 @@ def test_api_answers_429_5xx_hangs_and_revokes_while_webhooks_are_lost(tmp_path)
         assert_complete(outcome, parts.bridge.log_tail())
         served = {status for _, _, status in parts.account.requests}
         assert {429, 503, 401} <= served and parts.api_link.hung, "each fault met a request"
+
+
+def test_bridge_killed_right_after_a_burst_of_pulled_events_doubles_none(tmp_path):
+    """PUBCOMP came for some, PUBREC for others, nothing for the rest: each resumes once."""
+    with rig(tmp_path) as parts:
+        outcome = run_scenario(
+            "SIGKILL after a pulled burst", parts, killed_after_a_burst_of_pulled_events
+        )
+        assert_complete(outcome, parts.bridge.log_tail())

@@ -215,13 +215,19 @@ def test_a_poll_is_applied_before_it_returns_and_the_next_waits_for_the_interval
     writer, status, clock, publisher
 ):
     minut = FakeMinut()
-    homes: list[list[str]] = []
+    homes: list[tuple[list[str], datetime]] = []
     poller = Poller(
-        minut, writer, status, interval=300, on_homes=homes.append, monotonic=clock.monotonic
+        minut,
+        writer,
+        status,
+        interval=300,
+        on_homes=lambda ids, at: homes.append((ids, at)),
+        monotonic=clock.monotonic,
+        wall_clock=clock.now,
     )
     assert poller.step() == 300
     assert state(publisher)["readings"]["temperature"]["value"] == 21.0
-    assert homes == [["home1"]] and poller.first_attempt_done.is_set()
+    assert homes == [(["home1"], NOW)] and poller.first_attempt_done.is_set()
     assert (status.snapshot().last_poll, status.snapshot().minut) == (NOW, MINUT_CONNECTED)
     clock.advance(100)
     assert poller.step() == 200 and minut.requests == 2
@@ -272,11 +278,11 @@ def catch_up_with(
         monotonic=clock.monotonic,
     )
     catch_up.load()
-    catch_up.homes_known(["home1"])
+    catch_up.homes_known(["home1"], clock.now())
     return catch_up
 
 
-def test_a_new_home_starts_its_cursor_now_and_later_pulls_start_there(
+def test_a_new_home_is_covered_from_the_poll_that_found_it(
     writer, status, clock, tmp_path, publisher
 ):
     history = FakeHistory()
@@ -285,7 +291,7 @@ def test_a_new_home_starts_its_cursor_now_and_later_pulls_start_there(
         event("new", at=NOW + timedelta(minutes=5)),
     ]
     catch_up = catch_up_with(history, writer, status, clock, tmp_path)
-    catch_up.step()
+    catch_up.save()
     assert history.asked == [], "a home seen for the first time: its past is not news"
     assert json.loads((tmp_path / CURSOR_FILE).read_text()) == {"home1": "2026-11-30T12:00:00.000Z"}
     clock.advance(600)
@@ -298,6 +304,19 @@ def test_a_new_home_starts_its_cursor_now_and_later_pulls_start_there(
     moved_to = json.loads((tmp_path / CURSOR_FILE).read_text())["home1"]
     assert moved_to == "2026-11-30T12:00:00.000Z", "now minus the overlap"
     assert clock.wall - PULL_OVERLAP == NOW
+
+
+def test_an_event_right_after_the_first_poll_is_pulled_however_late_the_first_pull(
+    writer, status, clock, tmp_path, publisher
+):
+    history = FakeHistory()
+    history.events = [event("right-after-the-poll", at=NOW + timedelta(seconds=1))]
+    catch_up = catch_up_with(history, writer, status, clock, tmp_path)  # the poll at NOW
+    clock.advance(2)  # the catch-up thread gets its turn late
+    catch_up.step()
+    writer.open_for_events()
+    writer.run_pending()
+    assert events_on(publisher) == ["right-after-the-poll"]
 
 
 def test_webhook_deliveries_move_the_cursor_only_while_no_pull_is_due(
@@ -318,21 +337,21 @@ def test_silence_makes_a_pull_due_and_a_failure_retries_with_backoff(
 ):
     history = FakeHistory()
     catch_up = catch_up_with(history, writer, status, clock, tmp_path)
-    catch_up.step()  # the startup pull (no request: a new home)
+    catch_up.step()  # the startup pull
     clock.advance(600)
     catch_up.note_webhook()
     clock.advance(800)
-    assert catch_up.step() == 1.0 and history.asked == [], "a webhook came 800 s ago"
+    assert catch_up.step() == 1.0 and len(history.asked) == 1, "a webhook came 800 s ago"
     clock.advance(101)
     history.failure = MinutApiError("GET /homes/home1/events: HTTP 503", 503)
     assert catch_up.step() == 1.0
-    assert len(history.asked) == 1 and status.snapshot().minut == "unreachable"
+    assert len(history.asked) == 2 and status.snapshot().minut == "unreachable"
     catch_up.step()
-    assert len(history.asked) == 1, "backing off"
+    assert len(history.asked) == 2, "backing off"
     history.failure = None
     clock.advance(10)
     catch_up.step()
-    assert len(history.asked) == 2 and status.snapshot().minut == MINUT_CONNECTED
+    assert len(history.asked) == 3 and status.snapshot().minut == MINUT_CONNECTED
 
 
 # -- housekeeping ---------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ transaction as their message, so that a pull after a crash never publishes one a
 
 A FIFO of (topic, payload, retain) rows. The publisher appends every message, hands rows to
 paho in order while connected, and deletes a row once the broker acknowledged it: whatever is
-in the file at startup was never acknowledged and goes out first.
+in the file at startup was never acknowledged and goes out first. A QoS 2 row whose PUBREC came
+is marked `released`: after a restart it is only released again, never published again (see
+session.py).
 
 Retained messages are the current value of their topic, so a newer retained message to a topic
 replaces an older one still waiting; events (not retained) are all kept. The file is bounded:
@@ -35,7 +37,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
-    retain INTEGER NOT NULL
+    retain INTEGER NOT NULL,
+    released INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_retained_by_topic ON outbox (topic) WHERE retain = 1;
 CREATE INDEX IF NOT EXISTS outbox_by_kind ON outbox (retain, id);
@@ -55,6 +58,8 @@ class OutboxRow:
     topic: str
     payload: bytes
     retain: bool
+    released: bool = False
+    """The broker acknowledged receiving it (PUBREC): only its release is left to do."""
 
 
 class Outbox:
@@ -91,6 +96,10 @@ class Outbox:
             raise OutboxError(f"MQTT outbox {path}: cannot be opened ({reason})") from None
         self.left_by_previous_run = self._count
         """Messages a previous run left unsent: they are the first rows, so they go first."""
+        self.left_released: int = self._db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE released = 1"
+        ).fetchone()[0]
+        """Of those, events the broker had taken in: only their release is left to do."""
 
     @staticmethod
     def _open(path: Path | None) -> tuple[sqlite3.Connection, int]:
@@ -113,6 +122,11 @@ class Outbox:
                 database.execute("PRAGMA journal_mode = WAL")
                 database.execute("PRAGMA synchronous = NORMAL")
             database.executescript(_SCHEMA)
+            columns = {row[1] for row in database.execute("PRAGMA table_info(outbox)")}
+            if "released" not in columns:  # a file from before the QoS 2 session was kept
+                database.execute(
+                    "ALTER TABLE outbox ADD COLUMN released INTEGER NOT NULL DEFAULT 0"
+                )
             count: int = database.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         except BaseException:
             database.close()
@@ -191,10 +205,23 @@ class Outbox:
         """Up to `limit` rows newer than `row_id`, oldest first (0: from the start)."""
         with self._lock:
             found = self._db.execute(
-                "SELECT id, topic, payload, retain FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                "SELECT id, topic, payload, retain, released FROM outbox WHERE id > ? "
+                "ORDER BY id LIMIT ?",
                 (row_id, limit),
             ).fetchall()
-        return [OutboxRow(row[0], row[1], bytes(row[2]), bool(row[3])) for row in found]
+        return [
+            OutboxRow(row[0], row[1], bytes(row[2]), bool(row[3]), bool(row[4])) for row in found
+        ]
+
+    def mark_released(self, row_id: int) -> None:
+        """The broker has the row's message (PUBREC): committed before the release is sent."""
+        with self._lock, self._db:
+            self._db.execute("UPDATE outbox SET released = 1 WHERE id = ?", (row_id,))
+
+    def forget_releases(self) -> int:
+        """The broker lost our session: released rows must be published again; how many."""
+        with self._lock, self._db:
+            return self._db.execute("UPDATE outbox SET released = 0 WHERE released = 1").rowcount
 
     def delete(self, row_ids: Iterable[int]) -> None:
         """Forget delivered rows; ids no longer there (superseded, dropped) are ignored."""

@@ -99,10 +99,16 @@ class CatchUp:
             self._next_try = max(self._next_try, pull_at)
         self._due.set()
 
-    def homes_known(self, home_ids: list[str]) -> None:
-        """The homes the last poll found: the ones pulls cover."""
+    def homes_known(self, home_ids: list[str], polled_at: datetime) -> None:
+        """The homes a poll that started at `polled_at` found: the ones pulls cover. A home seen
+        for the first time is covered from then on (its past is not news)."""
+        seen_from = format_time(polled_at) or ""
         with self._lock:
             self._home_ids = list(home_ids)
+            for home_id in home_ids:
+                if home_id not in self._cursor:
+                    self._cursor[home_id] = seen_from
+                    self._cursor_unsaved = True
 
     def note_webhook(self) -> None:
         """A delivery arrived: webhooks work, no pull is due for silence."""
@@ -180,16 +186,12 @@ class CatchUp:
     # -- inside a pull --------------------------------------------------------------------------
 
     def _pull_since_cursor(self) -> None:
-        started = self._now()
-        since_by_home: dict[str, datetime] = {}
         with self._lock:
-            for home_id in self._home_ids:
-                since = parse_time(self._cursor.get(home_id))
-                if since is None:  # a home seen for the first time: its past is not news
-                    self._cursor[home_id] = format_time(started) or ""
-                    self._cursor_unsaved = True
-                else:
-                    since_by_home[home_id] = since
+            since_by_home = {
+                home_id: since
+                for home_id in self._home_ids
+                if (since := parse_time(self._cursor.get(home_id))) is not None
+            }
         if not since_by_home:  # no request made: nothing learnt about the API
             self._last_pull_at = self._monotonic()
             return

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from ..core.status import StatusBoard
@@ -40,12 +41,14 @@ class Poller:
         *,
         interval: float,
         before_poll: Callable[[], None] = lambda: None,
-        on_homes: Callable[[list[str]], None] = lambda home_ids: None,
+        on_homes: Callable[[list[str], datetime], None] = lambda home_ids, polled_at: None,
         after_outage: Callable[[], None] = lambda: None,
         monotonic: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """`before_poll` runs first in every poll (the webhook registration), `on_homes` hears
-        the home ids each poll found, `after_outage` runs when a poll succeeds after failures."""
+        the home ids each poll found and when it started, `after_outage` runs when a poll
+        succeeds after failures."""
         self._minut = minut
         self._writer = writer
         self._status = status
@@ -54,6 +57,7 @@ class Poller:
         self._on_homes = on_homes
         self._after_outage = after_outage
         self._monotonic = monotonic
+        self._now = wall_clock
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -65,6 +69,7 @@ class Poller:
     def poll_once(self) -> None:
         """One poll, applied to the mirror before this returns; raises MinutApiError."""
         with self._lock:  # an older picture must never be applied after a newer one
+            started = self._now()
             try:
                 self._before_poll()
                 raw_devices = self._minut.get_devices()
@@ -76,7 +81,7 @@ class Poller:
             homes = _parse_all(raw_homes, parse_home)
             self._writer.apply_poll(devices, homes)
             self._status.poll_succeeded()
-            self._on_homes([home.home_id for home in homes])
+            self._on_homes([home.home_id for home in homes], started)
 
     def request_poll(self) -> None:
         """Poll now rather than at the next interval (an account was just connected)."""
