@@ -268,3 +268,12 @@ def test_event_ids_remembered_from_a_previous_run_are_not_published_again(publis
     second.remember_published(publisher.event_ids)
     second.apply_event(event("pir_motion", device_id="dev1"))
     assert len(publisher.on_topic(TOPICS.device_event("dev1"))) == 1
+
+
+def test_status_times_are_retained_alone_once_known(mirror, publisher):
+    status = {"minut": "connected", "last_poll": iso(NOW), "last_webhook": None}
+    mirror.set_status(status)
+    assert publisher.retained[TOPICS.bridge_value("last_poll")] == iso(NOW).encode()
+    assert TOPICS.bridge_value("last_webhook") not in publisher.retained
+    mirror.set_status({**status, "last_webhook": iso(NOW)})
+    assert publisher.retained[TOPICS.bridge_value("last_webhook")] == iso(NOW).encode()

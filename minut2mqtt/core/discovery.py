@@ -91,19 +91,19 @@ class EntityConfig:
     key: str = field(metadata=NOT_IN_PAYLOAD)
     name: str
     state_topic: str
-    availability: tuple[Availability, ...]
     value_template: str | None = None
+    payload_on: str | None = None
+    payload_off: str | None = None
     state_class: str | None = None
     device_class: str | None = None
     unit_of_measurement: str | None = None
     suggested_display_precision: int | None = None
     icon: str | None = None
-    entity_category: str | None = None
-    enabled_by_default: bool | None = None
-    payload_on: str | None = None
-    payload_off: str | None = None
     off_delay: int | None = None
     event_types: tuple[str, ...] | None = None
+    entity_category: str | None = None
+    enabled_by_default: bool | None = None
+    availability: tuple[Availability, ...] = ()
 
     @property
     def availability_mode(self) -> str | None:
@@ -157,9 +157,9 @@ def home_configs(ctx: DiscoveryContext, home: Home) -> Configs:
             spec.key,
             spec.name,
             state_topic,
-            availability,
             value_template=f"{{{{ value_json.{spec.key} }}}}",
             icon=spec.icon,
+            availability=availability,
         )
         for spec in HOME_VALUES
     ]
@@ -185,13 +185,15 @@ def bridge_configs(ctx: DiscoveryContext) -> Configs:
             spec.component,
             spec.key,
             spec.name,
-            ctx.topics.bridge_status,
-            availability,
+            ctx.topics.bridge_value(spec.value.key)
+            if spec.value.own_topic
+            else ctx.topics.bridge_status,
             value_template=spec.value_template,
             device_class=spec.device_class,
             state_class=spec.state_class,
             icon=spec.icon,
             entity_category="diagnostic",
+            availability=availability,
         )
         for spec in BRIDGE_VALUES
     ]
@@ -213,7 +215,7 @@ def _reading_config(
         key,
         spec.name,
         state_topic,
-        (*availability, fresh),
+        availability=(*availability, fresh),
         value_template=f"{{{{ value_json.readings.{key}.value }}}}",
         state_class="measurement",
         device_class=spec.device_class,
@@ -235,7 +237,7 @@ def _binary_config(
         spec.key,
         spec.name,
         state_topic,
-        availability,
+        availability=availability,
         value_template=f"{{{{ value_json.states.{spec.key} }}}}",
         payload_on=ON,
         payload_off=OFF,
@@ -247,7 +249,12 @@ def _binary_config(
 
 def _event_config(event_topic: str, availability: tuple[Availability, ...]) -> EntityConfig:
     return EntityConfig(
-        "event", "event", "Event", event_topic, availability, event_types=EVENT_TYPES_FOR_HA
+        "event",
+        "event",
+        "Event",
+        event_topic,
+        event_types=EVENT_TYPES_FOR_HA,
+        availability=availability,
     )
 
 

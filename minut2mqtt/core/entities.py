@@ -229,11 +229,16 @@ class StatusValue:
 
     key: str
     read: Callable[[Status], object]
+    own_topic: bool = False
+    """Also retained alone on `<base>/bridge/<key>`, once it is known: Home Assistant 2024.x
+    warns of every state of a timestamp sensor it cannot parse, an unknown (null) one too."""
 
 
 MINUT_STATUS = StatusValue("minut", lambda status: status.minut)
-LAST_POLL = StatusValue("last_poll", lambda status: format_time(status.last_poll))
-LAST_WEBHOOK = StatusValue("last_webhook", lambda status: format_time(status.last_webhook))
+LAST_POLL = StatusValue("last_poll", lambda status: format_time(status.last_poll), own_topic=True)
+LAST_WEBHOOK = StatusValue(
+    "last_webhook", lambda status: format_time(status.last_webhook), own_topic=True
+)
 API_ERRORS = StatusValue("api_errors", lambda status: status.api_errors)
 EVENTS_FORWARDED = StatusValue("events_forwarded", lambda status: status.events_published)
 
@@ -265,7 +270,10 @@ class BridgeValueSpec:
     icon: str | None = None
 
     @property
-    def value_template(self) -> str:
+    def value_template(self) -> str | None:
+        """How to read the value from the status document (None: it has a topic of its own)."""
+        if self.value.own_topic:
+            return None
         value = f"value_json.{self.value.key}"
         if self.on_when is None:
             return f"{{{{ {value} }}}}"

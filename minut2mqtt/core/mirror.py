@@ -18,7 +18,14 @@ from typing import Any
 from ..minut.models import Device, Event, Home
 from .discovery import DiscoveryContext, bridge_configs, device_configs, home_configs
 from .documents import OFFLINE, ONLINE, device_document, event_document, home_document
-from .entities import DEVICE_STATES, HOME_EVENT_TYPES, HOME_STATES, BinarySpec, readings_of
+from .entities import (
+    DEVICE_STATES,
+    HOME_EVENT_TYPES,
+    HOME_STATES,
+    STATUS_VALUES,
+    BinarySpec,
+    readings_of,
+)
 from .publishing import REMEMBERED_EVENT_IDS, Publisher
 from .topics import Topics
 from .tracked import TrackedDevice, TrackedHome
@@ -135,7 +142,7 @@ class Mirror:
     def set_status(self, status: Mapping[str, Any]) -> None:
         """The bridge's own status document (Minut connection, counters), retained."""
         self._status = status
-        self._retain(self.topics.bridge_status, status, force=False)
+        self._retain_status(force=False)
 
     def republish(self) -> None:
         """Send every discovery config, availability and state again (broker or HA restarted).
@@ -252,8 +259,7 @@ class Mirror:
     def _publish_everything(self, *, force: bool) -> None:
         for topic, config in bridge_configs(self._discovery).items():
             self._retain(topic, config, force=force)
-        if self._status is not None:
-            self._retain(self.topics.bridge_status, self._status, force=force)
+        self._retain_status(force=force)
         for home in self.homes.values():
             for topic, config in home_configs(self._discovery, home.home).items():
                 self._retain(topic, config, force=force)
@@ -282,6 +288,17 @@ class Mirror:
                 self.topics.home_state(home.home.home_id), home_document(home), force=force
             ):
                 self._note("home state", home.home.name)
+
+    def _retain_status(self, *, force: bool) -> None:
+        status = self._status
+        if status is None:
+            return
+        self._retain(self.topics.bridge_status, status, force=force)
+        for value in STATUS_VALUES:
+            if value.own_topic and status.get(value.key) is not None:
+                self._retain(
+                    self.topics.bridge_value(value.key), str(status[value.key]), force=force
+                )
 
     def _retain(self, topic: str, payload: Mapping[str, Any] | str, *, force: bool) -> bool:
         data = (

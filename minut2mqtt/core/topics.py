@@ -26,6 +26,10 @@ class Topics:
     def bridge_status(self) -> str:
         return f"{self.base}/bridge/state"
 
+    def bridge_value(self, key: str) -> str:
+        """One value of the bridge's status, alone (see StatusValue.own_topic)."""
+        return f"{self.base}/bridge/{topic_safe(key)}"
+
     @property
     def ha_status(self) -> str:
         return f"{self.discovery_prefix}/status"
