@@ -20,9 +20,12 @@ from fault_scenarios import (
     run_scenario,
 )
 
-pytestmark = pytest.mark.skipif(
-    not mosquitto_available(), reason="needs Mosquitto (apt-get install mosquitto)"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not mosquitto_available(), reason="needs Mosquitto (apt-get install mosquitto)"
+    ),
+    pytest.mark.xdist_group("faults"),
+]
 
 
 def assert_complete(outcome: Outcome, log: str) -> None:

@@ -65,6 +65,8 @@ class CatchUp:
         """Per home, the time up to which its events are known (ISO): where a pull starts."""
         self._cursor_unsaved = False
         self._home_ids: list[str] = []
+        self._new_homes: set[str] = set()
+        """Homes found since the last pull: it makes no request for them (the next one will)."""
         self._due = threading.Event()
         self._due.set()
         self._running = False
@@ -109,6 +111,7 @@ class CatchUp:
                 if home_id not in self._cursor:
                     self._cursor[home_id] = seen_from
                     self._cursor_unsaved = True
+                    self._new_homes.add(home_id)
 
     def note_webhook(self) -> None:
         """A delivery arrived: webhooks work, no pull is due for silence."""
@@ -190,8 +193,10 @@ class CatchUp:
             since_by_home = {
                 home_id: since
                 for home_id in self._home_ids
-                if (since := parse_time(self._cursor.get(home_id))) is not None
+                if home_id not in self._new_homes
+                and (since := parse_time(self._cursor.get(home_id))) is not None
             }
+            self._new_homes.clear()
         if not since_by_home:  # no request made: nothing learnt about the API
             self._last_pull_at = self._monotonic()
             return
