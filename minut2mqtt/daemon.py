@@ -4,6 +4,7 @@ them. It holds no logic of its own; docs/architecture.md shows the parts and the
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ from .web.status_page import PageSnapshot, home_rows, page_snapshot
 log = logging.getLogger(__name__)
 
 OUTBOX_FILE = "outbox.sqlite3"
+THREAD_SWITCH_SECONDS = 0.0005
 
 
 class StartupError(Exception):
@@ -65,14 +67,15 @@ class Daemon:
                 outbox_limit=mqtt.outbox_limit,
                 protocol=mqtt.protocol,
                 session_expiry=mqtt.session_expiry,
+                replay_marker_topic=self.topics.bridge_replayed,
             ),
             on_connected=self._broker_connected,
             subscriptions={
                 self.topics.ha_status: self._home_assistant_status,
-                self.topics.discovery_filter: lambda topic, payload: (
-                    self.writer.note_discovery_config(topic, payload)
-                ),
+                **dict.fromkeys(self.topics.discovery_filters, self._discovery_config),
             },
+            on_replayed=lambda: self.writer.configs_replayed(),
+            on_session_lost=lambda: self.writer.broker_forgot(),
         )
         self.status.probes = Probes(
             mqtt_connected=lambda: self.publisher.connected,
@@ -87,6 +90,7 @@ class Daemon:
             self.topics,
             stale_after=minut_settings.stale_after,
             momentary_seconds=mqtt.momentary_seconds,
+            device_discovery=mqtt.discovery == "device",
             on_change=on_change,
         )
         self.puller = EventPuller(self.minut)
@@ -126,6 +130,9 @@ class Daemon:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        # An event crosses four threads (web, writer, sender, paho); Python's default 5 ms
+        # between switches of its lock would make each hop cost up to that.
+        sys.setswitchinterval(THREAD_SWITCH_SECONDS)
         webhook, state_dir = self.settings.webhook, self.settings.state_dir
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
@@ -163,12 +170,10 @@ class Daemon:
             ) from None
         self.webhook_port = self._web_server.port
         try:
-            self.publisher.start()
+            self.publisher.start(before_connecting=self._remember_what_was_published)
         except OutboxError as error:
             self._web_server.stop()
             raise StartupError(str(error)) from None
-        # Kept with the outbox's messages: a redelivery after a restart is not published again.
-        self.writer.remember_published(self.publisher.published_event_ids())
         log.info(
             "webhook listener on http://%s:%d/webhook/<secret> (secret kept in %s)",
             webhook.host,
@@ -209,6 +214,12 @@ class Daemon:
         thread.start()
         self._threads.append(thread)
 
+    def _remember_what_was_published(self) -> None:
+        """Kept with the outbox's messages: a redelivery after a restart is not published
+        again, and a config the broker holds is not sent to it again."""
+        self.writer.remember_published(self.publisher.published_event_ids())
+        self.writer.remember_configs(self.publisher.held_configs())
+
     def _ensure_webhook(self) -> None:
         if self.registration is not None:
             self.registration.ensure()
@@ -226,10 +237,12 @@ class Daemon:
 
     def _broker_connected(self) -> None:
         """From paho's thread: whatever the broker outage kept from us comes now."""
-        self.housekeeping.broker_connected()
         self.catch_up.request()
         # A broker without persistence forgot our retained configs and states: send them again.
         self.writer.request_republish()
+
+    def _discovery_config(self, topic: str, payload: bytes) -> None:
+        self.writer.note_discovery_config(topic, payload)
 
     def _home_assistant_status(self, topic: str, payload: bytes) -> None:
         if payload.strip().lower() == b"online":

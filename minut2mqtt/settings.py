@@ -172,6 +172,11 @@ class MqttSettings(Section):
     client_id: str = "minut2mqtt"
     base_topic: str = "minut2mqtt"
     discovery_prefix: str = "homeassistant"
+    discovery: Literal["component", "device"] = Field(
+        "component",
+        description="Home Assistant discovery: a config per entity (component: any release), "
+        "or per device (device: Home Assistant 2024.11+, openHAB 5.1+; 20 times fewer messages)",
+    )
     keepalive: int = Field(60, ge=5, le=3600)
     momentary_seconds: float = Field(
         30, gt=0, description="how long a momentary state (motion, button…) stays on"
@@ -191,8 +196,7 @@ class MqttSettings(Section):
         ge=0,
         le=0xFFFFFFFF,
         description="seconds the broker keeps the bridge's MQTT 5 session while it is away "
-        "(4294967295: for ever, like a 3.1.1 persistent session); within it, a restart resumes "
-        "every half-finished event delivery exactly once",
+        "(4294967295: for ever); a restart within it finishes every delivery exactly once",
     )
     outbox_limit: int = Field(
         100_000,

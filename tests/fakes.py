@@ -3,8 +3,12 @@ published, and a clock the test moves."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+
+from minut2mqtt.core.publishing import Lane, lane_of
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
@@ -32,6 +36,7 @@ class PublishedMessage:
     topic: str
     payload: bytes
     retain: bool
+    lane: Lane
 
 
 @dataclass
@@ -41,10 +46,16 @@ class MemoryPublisher:
     event_ids: list[str] = field(default_factory=list)
 
     def publish(
-        self, topic: str, payload: str | bytes, *, retain: bool, event_id: str | None = None
+        self,
+        topic: str,
+        payload: str | bytes,
+        *,
+        retain: bool,
+        event_id: str | None = None,
+        lane: Lane | None = None,
     ) -> None:
         data = payload.encode() if isinstance(payload, str) else payload
-        self.messages.append(PublishedMessage(topic, data, retain))
+        self.messages.append(PublishedMessage(topic, data, retain, lane_of(retain, lane)))
         if event_id is not None and event_id not in self.event_ids:
             self.event_ids.append(event_id)
         if retain:
@@ -52,6 +63,10 @@ class MemoryPublisher:
                 self.retained[topic] = data
             else:
                 self.retained.pop(topic, None)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        yield
 
     def on_topic(self, topic: str) -> list[PublishedMessage]:
         return [message for message in self.messages if message.topic == topic]

@@ -103,9 +103,15 @@ def test_demo_runs_everything_embedded(tmp_path, broker):
             time.sleep(0.2)
         with MqttRecorder("127.0.0.1", port, topics=["minut2mqtt/+/+/state"]) as states_seen:
             states_seen.wait_for(lambda _: len({m.topic for m in states_seen.messages}) == 7)
-        retained = MqttRecorder.retained_snapshot("127.0.0.1", port)
-        configs = [topic for topic in retained if topic.startswith("homeassistant/")]
-        states = [topic for topic in retained if topic.endswith("/state")]
+        # discovery follows the states (their own, slower lane): give it a few seconds
+        deadline = time.monotonic() + 10
+        while True:
+            retained = MqttRecorder.retained_snapshot("127.0.0.1", port)
+            configs = [topic for topic in retained if topic.startswith("homeassistant/")]
+            states = [topic for topic in retained if topic.endswith("/state")]
+            if len(configs) > 50 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         # 5 Points, 2 homes and the bridge's own status
         assert len(configs) > 50 and len(states) == 8, sorted(retained)
         assert retained["minut2mqtt/bridge/availability"] == b"online"

@@ -21,6 +21,14 @@ DEV1_EVENT = "minut2mqtt/device/dev1/event"
 DEV1_AVAILABILITY = "minut2mqtt/device/dev1/availability"
 
 
+def wait_until_sent(daemon: Any, timeout: float = 20) -> None:
+    """Until the bridge's outbox is empty: the broker has taken everything."""
+    deadline = time.monotonic() + timeout
+    while daemon.publisher.queue_depth:
+        assert time.monotonic() < deadline, f"{daemon.publisher.queue_depth} messages not sent"
+        time.sleep(0.05)
+
+
 def health(daemon: Any) -> dict[str, Any]:
     """What /healthz answers now."""
     return health_document(daemon.status.snapshot())
@@ -46,7 +54,7 @@ def state_where(recorder: MqttRecorder, topic: str, check: Any, timeout: float =
 
 
 def test_states_and_discovery_match_the_simulator(start_daemon, recorder, broker, account):
-    start_daemon()
+    daemon = start_daemon()
     state = document(recorder.wait_for_topic(DEV1_STATE))
     api_values = account.get_device("dev1")["latest_sensor_values"]
     for key in ("temperature", "humidity", "sound"):
@@ -56,6 +64,7 @@ def test_states_and_discovery_match_the_simulator(start_daemon, recorder, broker
     assert state["name"] == "Hallway" and state["online"] is True
 
     recorder.wait_for_topic("minut2mqtt/home/home1/state")  # homes' states follow the Points'
+    wait_until_sent(daemon)  # states go before configs
     snapshot = retained(broker)
     assert snapshot[BRIDGE] == b"online"
     assert snapshot[DEV1_AVAILABILITY] == b"online"
@@ -157,48 +166,56 @@ def test_offline_device(start_daemon, recorder, broker, account):
 def test_removed_device_has_its_discovery_removed(start_daemon, recorder, broker, account):
     daemon = start_daemon()
     recorder.wait_for_topic("minut2mqtt/device/dev2/state")
+    wait_until_sent(daemon)  # configs go after states
     assert any("minut2mqtt_dev2" in topic for topic in retained(broker))
     account.remove_device("dev2")
     daemon.poller.poll_once()
-    # the availability topic is cleared last
     recorder.wait_for_topic(
         "minut2mqtt/device/dev2/availability", payload_predicate=lambda p: p == b""
     )
+    wait_until_sent(daemon)  # configs go after states
     left = retained(broker)
     assert not [topic for topic in left if "dev2" in topic]
     assert "homeassistant/sensor/minut2mqtt_dev1/temperature/config" in left
 
 
 def test_broker_restart_brings_discovery_and_states_back(start_daemon, recorder, broker):
-    start_daemon()
+    daemon = start_daemon()
     recorder.wait_for_topic(DEV1_STATE)
     broker.restart()
     assert retained(broker, "homeassistant/#") == {} or broker.kind == "amqtt"
     recorder.clear()
     recorder.wait_for_topic("homeassistant/sensor/minut2mqtt_dev1/temperature/config", 20)
     recorder.wait_for_topic(DEV1_STATE, 20)
+    wait_until_sent(daemon)  # states go before configs, and configs are sent again
     snapshot = retained(broker)
     assert snapshot[BRIDGE] == b"online"
     assert "homeassistant/sensor/minut2mqtt_dev2/humidity/config" in snapshot
     assert DEV1_STATE in snapshot
 
 
-def test_home_assistant_birth_triggers_republish(start_daemon, recorder):
+def test_home_assistant_birth_triggers_republish(start_daemon, recorder, broker):
     daemon = start_daemon()
     config_topic = "homeassistant/sensor/minut2mqtt_dev1/temperature/config"
+    lost_topic = "homeassistant/sensor/minut2mqtt_dev2/temperature/config"
     recorder.wait_for_topic(config_topic)
+    recorder.wait_for_topic(lost_topic)
     daemon.poller.poll_once()  # nothing changed: discovery is not sent again on a poll
     time.sleep(0.3)
     assert len([m for m in recorder.messages if m.topic == config_topic]) == 1
+    publish_retained(broker, lost_topic, b"")  # a config the broker no longer holds
     recorder.clear()
     # A stray `offline` (say, another client that used our client id and its will)...
     daemon.publisher.publish(BRIDGE, "offline", retain=True)
     recorder.wait_for_topic(BRIDGE, 10, lambda p: p == b"offline")
     daemon.publisher.publish("homeassistant/status", "online", retain=False)
-    recorder.wait_for_topic(config_topic, 10)
     recorder.wait_for_topic(DEV1_STATE, 10)
-    # ...is undone by the re-publish.
+    # ...is undone by the re-publish,
     recorder.wait_for_topic(BRIDGE, 10, lambda p: p == b"online")
+    # which sends the configs the broker lost, and none that it holds as they are.
+    recorder.wait_for_topic(lost_topic, 10, lambda p: p != b"")
+    time.sleep(0.5)
+    assert not [m for m in recorder.messages if m.topic == config_topic]
 
 
 def test_expired_token_is_renewed_transparently(start_daemon, recorder, account):
@@ -444,3 +461,19 @@ def test_a_revoked_grant_shows_on_the_status_topic_and_health_then_recovers(
     daemon.poller.poll_once()
     state_where(recorder, "minut2mqtt/bridge/state", lambda s: s["minut"] == "connected")
     assert health(daemon)["status"] == "ok"
+
+
+def test_a_restart_with_nothing_changed_sends_no_config_again(start_daemon, recorder, account):
+    first = start_daemon()
+    recorder.wait_for_topic(DEV1_STATE)
+    wait_until_sent(first)
+    configs = {m.topic: m.payload for m in recorder.messages if m.topic.endswith("/config")}
+    assert len(configs) > 40
+    first.stop()
+    recorder.clear()
+    account.set_reading("dev1", "temperature", 23.5)
+    second = start_daemon()  # the same client id: the broker kept our session
+    state_where(recorder, DEV1_STATE, lambda s: s["readings"]["temperature"]["value"] == 23.5)
+    wait_until_sent(second)
+    again = [m.topic for m in recorder.messages if m.topic.endswith("/config")]
+    assert again == [], f"{len(again)} configs the broker held were sent again"

@@ -36,6 +36,8 @@ from minut2mqtt.simulator import SimulatedAccount, SimulatorServer
 from minut2mqtt.web.intake import MAX_BODY_BYTES
 
 EVENT_TOPICS = "minut2mqtt/+/+/event"
+# One listener takes every request of this module, and the last test counts them all: one worker.
+pytestmark = pytest.mark.xdist_group("hostile-input")
 
 HOSTILE = settings(
     deadline=None,

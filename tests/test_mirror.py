@@ -53,7 +53,7 @@ def publisher() -> MemoryPublisher:
 
 @pytest.fixture
 def mirror(publisher: MemoryPublisher, clock: Clock) -> Mirror:
-    return Mirror(
+    created = Mirror(
         publisher,
         TOPICS,
         stale_after=3600,
@@ -61,6 +61,15 @@ def mirror(publisher: MemoryPublisher, clock: Clock) -> Mirror:
         wall_clock=lambda: clock.wall,
         monotonic=lambda: clock.mono,
     )
+    connected_to_an_empty_broker(created)
+    return created
+
+
+def connected_to_an_empty_broker(mirror: Mirror) -> None:
+    """A connect, and the broker's replay of retained configs over (it holds none)."""
+    mirror.broker_forgot()
+    for _ in mirror.broker_configs_replayed():
+        pass
 
 
 def poll(mirror: Mirror, *devices: dict[str, Any]) -> None:
@@ -277,3 +286,96 @@ def test_status_times_are_retained_alone_once_known(mirror, publisher):
     assert TOPICS.bridge_value("last_webhook") not in publisher.retained
     mirror.set_status({**status, "last_webhook": iso(NOW)})
     assert publisher.retained[TOPICS.bridge_value("last_webhook")] == iso(NOW).encode()
+
+
+# -- work proportional to the change, configs against what the broker holds -----------------------
+
+
+def many_points(count: int) -> list[dict[str, Any]]:
+    return [raw_device(device_id=f"dev{n}", description=f"Room {n}") for n in range(count)]
+
+
+def test_an_event_publishes_its_own_point_and_no_other(mirror, publisher):
+    poll(mirror, *many_points(20))
+    publisher.clear()
+    mirror.apply_event(event("pir_motion", device_id="dev7"))
+    assert {message.topic for message in publisher.messages} == {
+        TOPICS.device_event("dev7"),
+        TOPICS.device_state("dev7"),
+    }
+
+
+def test_a_poll_publishes_the_points_that_changed_only(mirror, publisher):
+    points = many_points(20)
+    poll(mirror, *points)
+    publisher.clear()
+    points[3]["latest_sensor_values"]["temperature"]["value"] = 25.0
+    poll(mirror, *points)
+    assert [message.topic for message in publisher.messages] == [TOPICS.device_state("dev3")]
+
+
+def broker_of(publisher: MemoryPublisher) -> dict[str, bytes]:
+    """The discovery configs the broker holds after what was published."""
+    return {t: p for t, p in publisher.retained.items() if t.startswith("homeassistant/")}
+
+
+def restarted(old_publisher: MemoryPublisher, clock: Clock, **options: Any) -> Mirror:
+    """A new mirror (the bridge restarted) that has read the broker's retained configs back."""
+    mirror = Mirror(
+        MemoryPublisher(), TOPICS, wall_clock=lambda: clock.wall, monotonic=lambda: clock.mono,
+        **options,
+    )  # fmt: skip
+    mirror.broker_forgot()
+    for topic, payload in broker_of(old_publisher).items():
+        mirror.note_discovery_config(topic, payload)
+    for _ in mirror.broker_configs_replayed():
+        pass
+    return mirror
+
+
+def test_a_restart_publishes_no_config_the_broker_holds(mirror, publisher, clock):
+    poll(mirror, raw_device(), raw_device(device_id="dev2", description="Kitchen"))
+    again = restarted(publisher, clock)
+    poll(again, raw_device(), raw_device(device_id="dev2", description="Kitchen"))
+    sent = again._publisher.messages  # type: ignore[attr-defined]
+    assert sent and not [message for message in sent if message.topic.endswith("/config")]
+
+
+def test_configs_of_points_gone_while_the_bridge_was_away_are_removed(mirror, publisher, clock):
+    poll(mirror, raw_device(), raw_device(device_id="dev2", description="Kitchen"))
+    again = restarted(publisher, clock)
+    poll(again, raw_device())
+    cleared = {m.topic for m in again._publisher.messages if m.payload == b""}  # type: ignore[attr-defined]
+    assert cleared == {topic for topic in broker_of(publisher) if "minut2mqtt_dev2" in topic}
+
+
+def test_device_discovery_is_one_config_per_device_with_the_same_entities(mirror, publisher, clock):
+    poll(mirror, raw_device())
+    per_entity = {
+        json.loads(payload)["unique_id"]
+        for topic, payload in broker_of(publisher).items()
+        if "minut2mqtt_dev1/" in topic
+    }
+    devices = MemoryPublisher()
+    device_mode = Mirror(devices, TOPICS, device_discovery=True, wall_clock=lambda: clock.wall)
+    connected_to_an_empty_broker(device_mode)
+    poll(device_mode, raw_device())
+    config = json.loads(devices.retained["homeassistant/device/minut2mqtt_dev1/config"])
+    assert config["device"]["identifiers"] == ["minut2mqtt_dev1"] and config["origin"]["name"]
+    assert {c["unique_id"] for c in config["components"].values()} == per_entity
+    assert config["components"]["temperature"]["platform"] == "sensor"
+    assert len(broker_of(devices)) == 3  # the Point, its home and the bridge
+
+
+def test_switching_to_device_discovery_migrates_the_entities(mirror, publisher, clock):
+    poll(mirror, raw_device())
+    old_topics = {topic for topic in broker_of(publisher) if "minut2mqtt_dev1/" in topic}
+    again = restarted(publisher, clock, device_discovery=True)
+    poll(again, raw_device())
+    sent = [(m.topic, m.payload) for m in again._publisher.messages]  # type: ignore[attr-defined]
+    device_topic = "homeassistant/device/minut2mqtt_dev1/config"
+    published_at = next(n for n, (topic, _) in enumerate(sent) if topic == device_topic)
+    for topic in old_topics:
+        steps = [(n, payload) for n, (sent_to, payload) in enumerate(sent) if sent_to == topic]
+        assert [payload for _, payload in steps] == [b'{"migrate_discovery": true}', b""]
+        assert steps[0][0] < published_at < steps[1][0], "migrate, then the device, then clear"

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from brokers import MqttRecorder, TestBroker, make_test_broker
 
+from minut2mqtt.core.publishing import Lane
+from minut2mqtt.core.retained import fingerprint
 from minut2mqtt.mqtt.outbox import Outbox, OutboxRow
 from minut2mqtt.mqtt.publisher import MqttOptions, MqttPublisher
 
@@ -453,3 +455,90 @@ def test_stop_sends_what_is_waiting_before_saying_offline(tmp_path, broker, reco
     )
     assert events_received(recorder) == list(range(300))
     assert len(Outbox(path)) == 0
+
+
+# -- lanes and query plans ------------------------------------------------------------------------
+
+
+def test_each_lane_keeps_its_own_order():
+    outbox = Outbox(None)
+    outbox.append("homeassistant/sensor/x/t/config", b"config", retain=True, lane=Lane.CONFIGS)
+    outbox.append("minut2mqtt/device/x/state", b"state", retain=True)
+    outbox.append("minut2mqtt/device/x/event", b"event", retain=False)
+    assert [row.payload for row in outbox.rows_after(0, 10, Lane.EVENTS)] == [b"event"]
+    assert [row.payload for row in outbox.rows_after(0, 10, Lane.STATES)] == [b"state"]
+    assert [row.payload for row in outbox.rows_after(0, 10, Lane.CONFIGS)] == [b"config"]
+
+
+def test_every_statement_finds_its_rows_through_an_index(tmp_path):
+    """100,000 waiting rows cost each append, hand-out and delete O(log n), not a scan."""
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    for number in range(2000):
+        outbox.append(f"t/{number}", b"x", retain=number % 2 == 0, lane=Lane(number % 3))
+    statements = [
+        ("DELETE FROM outbox INDEXED BY outbox_retained_topic WHERE topic = ? AND retain = 1",
+         ("t/4",), "outbox_retained_topic (topic=?)"),
+        ("SELECT id, topic, payload, retain, released FROM outbox INDEXED BY outbox_by_lane "
+         "WHERE lane = ? AND id > ? ORDER BY id LIMIT ?", (1, 10, 20),
+         "outbox_by_lane (lane=? AND id>?)"),
+        ("SELECT id FROM outbox INDEXED BY outbox_by_lane WHERE lane = ? ORDER BY id LIMIT 1",
+         (2,), "outbox_by_lane (lane=?)"),
+        ("DELETE FROM outbox WHERE id = ?", (5,), "INTEGER PRIMARY KEY (rowid=?)"),
+        ("UPDATE outbox SET released = 1 WHERE id = ?", (5,), "INTEGER PRIMARY KEY (rowid=?)"),
+    ]  # fmt: skip
+    database = outbox._db
+    for statement, arguments, index in statements:
+        plan = " ".join(
+            str(row[-1]) for row in database.execute(f"EXPLAIN QUERY PLAN {statement}", arguments)
+        )
+        assert plan.startswith("SEARCH") and plan.endswith(index), f"{statement}: {plan}"
+
+
+def test_an_event_goes_before_a_burst_of_configs_waiting_for_the_broker(broker, tmp_path):
+    publisher = MqttPublisher(
+        MqttOptions(
+            broker.host,
+            broker.port,
+            f"lanes-{tmp_path.name}",
+            "lanes-test/availability",
+            outbox_path=tmp_path / "outbox.sqlite3",
+            messages_per_second=200,
+            burst=10,
+            protocol="3.1.1" if broker.kind == "amqtt" else "5",
+        )
+    )
+    publisher.start()
+    try:
+        assert publisher.wait_connected(10)
+        with MqttRecorder(broker.host, broker.port, topics=["lanes-test/#"]) as recorder:
+            for number in range(400):  # two seconds of configs at 200/s
+                publisher.publish(
+                    f"lanes-test/config/{number}", b"{}", retain=True, lane=Lane.CONFIGS
+                )
+            time.sleep(0.2)
+            publisher.publish("lanes-test/event", b"alarm", retain=False, event_id="e1")
+            recorder.wait_for_topic("lanes-test/event", 5)
+            configs_before = len([m for m in recorder.messages if "/config/" in m.topic])
+        assert configs_before < 200, f"the event waited behind {configs_before} configs"
+    finally:
+        publisher.stop(drain_timeout=0.5)
+
+
+def test_the_configs_handed_over_are_remembered_across_restarts(tmp_path):
+    path = tmp_path / "outbox.sqlite3"
+    outbox = Outbox(path)
+    outbox.append("homeassistant/sensor/a/t/config", b'{"a": 1}', retain=True, lane=Lane.CONFIGS)
+    outbox.append("homeassistant/sensor/b/t/config", b'{"b": 1}', retain=True, lane=Lane.CONFIGS)
+    outbox.append("homeassistant/sensor/b/t/config", b"", retain=True, lane=Lane.CONFIGS)
+    outbox.append("minut2mqtt/device/a/state", b"{}", retain=True)
+    outbox.close()
+    held = Outbox(path).held_configs()
+    assert held == {"homeassistant/sensor/a/t/config": fingerprint(b'{"a": 1}')}
+
+
+def test_a_config_dropped_for_room_is_not_remembered_as_held():
+    outbox = Outbox(None, limit=2)
+    outbox.append("homeassistant/sensor/a/t/config", b"{}", retain=True, lane=Lane.CONFIGS)
+    outbox.append("x/event", b"1", retain=False)
+    outbox.append("x/event", b"2", retain=False)  # full: the config goes
+    assert outbox.held_configs() == {}

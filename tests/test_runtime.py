@@ -19,7 +19,7 @@ from minut2mqtt.core.topics import Topics
 from minut2mqtt.minut.errors import MinutApiError
 from minut2mqtt.minut.models import Event, parse_device, parse_event, parse_home
 from minut2mqtt.runtime.catch_up import CURSOR_FILE, PULL_OVERLAP, CatchUp
-from minut2mqtt.runtime.housekeeping import ORPHAN_SWEEP_DELAY_SECONDS, Housekeeping
+from minut2mqtt.runtime.housekeeping import Housekeeping
 from minut2mqtt.runtime.poller import Poller
 from minut2mqtt.runtime.writer import Writer
 
@@ -359,25 +359,21 @@ def test_silence_makes_a_pull_due_and_a_failure_retries_with_backoff(
 # -- housekeeping ---------------------------------------------------------------------------------
 
 
-def test_orphans_are_swept_after_a_connect_once_a_poll_succeeded(writer, status, clock, publisher):
-    housekeeping = Housekeeping(writer, status, monotonic=clock.monotonic)
+def test_orphans_are_swept_once_the_broker_replayed_its_configs_and_a_poll_came(writer, publisher):
     orphan = "homeassistant/sensor/minut2mqtt_gone/temperature/config"
+    writer.broker_forgot()
     writer.note_discovery_config(
         orphan, b'{"availability": [{"topic": "minut2mqtt/bridge/availability"}]}'
     )
-    housekeeping.broker_connected()
-    clock.advance(ORPHAN_SWEEP_DELAY_SECONDS)
-    housekeeping.step()
+    writer.configs_replayed()
     writer.run_pending()
     assert not publisher.on_topic(orphan), "no poll yet: which entities exist is unknown"
     writer.apply_poll([parse_device(DEVICE)], [parse_home(HOME)])
-    status.poll_succeeded()
-    housekeeping.step()
-    writer.run_pending()
     assert [message.payload for message in publisher.on_topic(orphan)] == [b""]
-    housekeeping.step()
+    writer.apply_poll([parse_device(DEVICE)], [parse_home(HOME)])
+    writer.request_republish()
     writer.run_pending()
-    assert len(publisher.on_topic(orphan)) == 1, "once per connect"
+    assert len(publisher.on_topic(orphan)) == 1, "once"
 
 
 def test_home_assistant_birth_republishes_after_the_pause(writer, status, clock, publisher):

@@ -41,6 +41,8 @@ from conftest import CLIENT_ID, CLIENT_SECRET
 
 from minut2mqtt.simulator import SimulatedAccount, SimulatorServer
 
+# Each session (a real bridge run) is made once and read by every test: one worker.
+pytestmark = pytest.mark.xdist_group("secrets")
 MQTT_USERNAME = "bridge-user"
 MQTT_PASSWORD = "mqtt-password-5e6f7a8b9c"
 WEBHOOK_SECRET = "webhook-path-secret-0d1e2f3a"

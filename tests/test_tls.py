@@ -26,10 +26,13 @@ from minut2mqtt.daemon import Daemon
 from minut2mqtt.settings import ConfigError, load_settings
 from minut2mqtt.simulator import SimulatorServer
 
-pytestmark = pytest.mark.skipif(
-    find_mosquitto() is None or shutil.which("openssl") is None,
-    reason="needs mosquitto and the openssl command",
-)
+pytestmark = [
+    pytest.mark.xdist_group("tls"),  # one certificate authority and broker for the module
+    pytest.mark.skipif(
+        find_mosquitto() is None or shutil.which("openssl") is None,
+        reason="needs mosquitto and the openssl command",
+    ),
+]
 
 PUBLISHER_LOG = "minut2mqtt.mqtt.publisher"
 

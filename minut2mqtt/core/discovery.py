@@ -1,7 +1,11 @@
 """Home Assistant discovery configs, derived from the entity table (pure functions).
 
-Per-component discovery (`<prefix>/<component>/<node_id>/<object_id>/config`), because openHAB
-and Home Assistant before 2024.12 do not understand device-based discovery.
+Per-component discovery (`<prefix>/<component>/<node_id>/<object_id>/config`) by default,
+because openHAB before 5.1 and Home Assistant before 2024.11 understand nothing else; or
+device-based discovery (`<prefix>/device/<node_id>/config`, every entity of a device in one
+message under `components`), about 20 times fewer messages. Both carry the same entities under
+the same unique ids, and an entity's key is its object id in either, so Home Assistant can move
+an entity from one to the other (the `migrate_discovery` handshake, done by the mirror).
 
 Configs are typed (`EntityConfig`, `DeviceBlock`, `Availability`) and become JSON in one place,
 `_as_json`, which drops every field left empty.
@@ -43,6 +47,8 @@ NOT_IN_PAYLOAD: Mapping[str, bool] = {"in_payload": False}
 class DiscoveryContext:
     topics: Topics
     momentary_seconds: float
+    device_based: bool = False
+    """One config per device (Home Assistant 2024.11 and later) rather than one per entity."""
 
     @property
     def instance(self) -> str:
@@ -136,7 +142,7 @@ def device_configs(ctx: DiscoveryContext, device: Device, reading_keys: Iterable
         for spec in DEVICE_STATES
     ]
     entities.append(_event_config(ctx.topics.device_event(device.device_id), bridge_only))
-    return _assemble(ctx.topics, node_id, device.name, block, entities)
+    return _assemble(ctx, node_id, device.name, block, entities)
 
 
 def home_configs(ctx: DiscoveryContext, home: Home) -> Configs:
@@ -165,7 +171,7 @@ def home_configs(ctx: DiscoveryContext, home: Home) -> Configs:
     ]
     entities += [_binary_config(ctx, spec, state_topic, availability) for spec in HOME_STATES]
     entities.append(_event_config(ctx.topics.home_event(home.home_id), availability))
-    return _assemble(ctx.topics, node_id, home.name, block, entities)
+    return _assemble(ctx, node_id, home.name, block, entities)
 
 
 def bridge_configs(ctx: DiscoveryContext) -> Configs:
@@ -197,7 +203,7 @@ def bridge_configs(ctx: DiscoveryContext) -> Configs:
         )
         for spec in BRIDGE_VALUES
     ]
-    return _assemble(ctx.topics, node_id, "bridge", block, entities)
+    return _assemble(ctx, node_id, "bridge", block, entities)
 
 
 def _reading_config(
@@ -259,17 +265,21 @@ def _event_config(event_topic: str, availability: tuple[Availability, ...]) -> E
 
 
 def _assemble(
-    topics: Topics,
+    ctx: DiscoveryContext,
     node_id: str,
     device_name: str,
     block: DeviceBlock,
     entities: list[EntityConfig],
 ) -> Configs:
-    """Add what every entity of one device shares: ids, the device block, origin, QoS."""
+    """Add what every entity of one device shares: ids, the device block, origin, QoS; one
+    config per entity, or one for the device with every entity under `components`."""
+    device = _as_json(block)
     configs: Configs = {}
+    components: dict[str, Any] = {}
     for entity in entities:
         object_id = f"minut_{_slug(device_name)}_{entity.key}"
-        configs[topics.discovery(entity.component, node_id, entity.key)] = _as_json(
+        qos = EVENT_QOS if entity.component == "event" else QOS
+        particular = _without_empty(
             {
                 "unique_id": f"{node_id}_{entity.key}",
                 # object_id for Home Assistant before 2025.10, default_entity_id after: both.
@@ -277,11 +287,16 @@ def _assemble(
                 "default_entity_id": f"{entity.component}.{object_id}",
                 **_as_json(entity),
                 "availability_mode": entity.availability_mode,
-                "device": block,
-                "origin": ORIGIN,
-                "qos": EVENT_QOS if entity.component == "event" else QOS,
             }
         )
+        if ctx.device_based:
+            components[entity.key] = {"platform": entity.component, **particular, "qos": qos}
+        else:
+            topic = ctx.topics.discovery(entity.component, node_id, entity.key)
+            configs[topic] = {**particular, "device": device, "origin": ORIGIN, "qos": qos}
+    if ctx.device_based:
+        payload = {"device": device, "origin": ORIGIN, "components": components}
+        return {ctx.topics.device_discovery(node_id): payload}
     return configs
 
 
@@ -290,17 +305,34 @@ def _as_json(config: Any) -> Any:
 
     Fields marked `NOT_IN_PAYLOAD` are left out too.
     """
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        config = {
-            item.name: getattr(config, item.name)
-            for item in dataclasses.fields(config)
-            if item.metadata.get("in_payload", True)
-        }
+    if config is None or isinstance(config, str | int | float):
+        return config
     if isinstance(config, dict):
         return {key: _as_json(value) for key, value in config.items() if value is not None}
     if isinstance(config, tuple | list):
         return [_as_json(value) for value in config]
-    return config
+    return {
+        name: _as_json(value)
+        for name in _payload_fields(type(config))
+        if (value := getattr(config, name)) is not None
+    }
+
+
+def _without_empty(config: dict[str, Any]) -> dict[str, Any]:
+    """`config`, already JSON, without its empty (None) fields."""
+    return {key: value for key, value in config.items() if value is not None}
+
+
+_PAYLOAD_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _payload_fields(kind: type) -> tuple[str, ...]:
+    """The fields of a typed config that go into its JSON (looked up once per class)."""
+    if kind not in _PAYLOAD_FIELDS:
+        _PAYLOAD_FIELDS[kind] = tuple(
+            item.name for item in dataclasses.fields(kind) if item.metadata.get("in_payload", True)
+        )
+    return _PAYLOAD_FIELDS[kind]
 
 
 def _slug(name: str) -> str:

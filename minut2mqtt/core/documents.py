@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..minut.models import Event, Reading, format_time
@@ -38,6 +38,18 @@ def reading_status(
     if measured_at is None:
         return STALE
     return FRESH if (now - measured_at).total_seconds() <= stale_after else STALE
+
+
+def next_stale_at(tracked: TrackedDevice, now: datetime, stale_after: float) -> datetime | None:
+    """When the next of the device's fresh readings turns stale (None: none is fresh)."""
+    fallback = tracked.device.last_heard_from_at
+    lifetime = timedelta(seconds=stale_after, milliseconds=1)  # stale once strictly older
+    ends = (
+        measured + lifetime
+        for reading in tracked.readings.values()
+        if (measured := reading.time or fallback) is not None
+    )
+    return min((end for end in ends if end > now), default=None)
 
 
 def device_document(tracked: TrackedDevice, now: datetime, stale_after: float) -> dict[str, Any]:

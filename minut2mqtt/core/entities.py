@@ -73,6 +73,17 @@ class BinarySpec:
     alert: bool = True
     """On is worth pointing out (the status page shows it); False where on is the normal."""
 
+    def switch(self, flags: dict[str, bool], event_type: str) -> bool | None:
+        """Apply one event to this state in `flags`: True when it switched it on, False off,
+        None when the event does not concern it."""
+        if event_type in self.on_events:
+            flags[self.key] = True
+            return True
+        if event_type in self.off_events:
+            flags[self.key] = False
+            return False
+        return None
+
 
 @dataclass(frozen=True)
 class HomeValueSpec:

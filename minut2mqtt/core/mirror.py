@@ -1,40 +1,53 @@
 """The mirror of the Minut account: what the bridge believes about every Point and home.
 
 It turns polls, events and the passing of time into the MQTT messages that keep subscribers
-current, decides what changed, and hands messages to a Publisher. It does no I/O and takes no
-lock: one thread owns it (the daemon's writer, `runtime/writer.py`).
+current. What it publishes is proportional to what changed: an event touches its Point and
+home, a poll the Points whose data changed, a tick the documents whose readings turn stale.
+It does no I/O and takes no lock: one thread owns it (the daemon's writer, runtime/writer.py).
+Long work comes as steps (`*_steps`), so that the writer can put events between them.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from ..minut.models import Device, Event, Home
+from .configs import DiscoveryConfigs
 from .discovery import DiscoveryContext, bridge_configs, device_configs, home_configs
-from .documents import OFFLINE, ONLINE, device_document, event_document, home_document
+from .documents import (
+    OFFLINE,
+    ONLINE,
+    device_document,
+    event_document,
+    home_document,
+    next_stale_at,
+)
 from .entities import (
     DEVICE_STATES,
     HOME_EVENT_TYPES,
     HOME_STATES,
     STATUS_VALUES,
-    BinarySpec,
     readings_of,
 )
 from .publishing import REMEMBERED_EVENT_IDS, Publisher
+from .retained import RetainedTopics
 from .topics import Topics
 from .tracked import TrackedDevice, TrackedHome
 
 log = logging.getLogger(__name__)
 
-STALENESS_CHECK_SECONDS = 30.0
-ABANDONED_READING_AGE = timedelta(days=30)
-"""A reading this old (a sensor dropped from the API years ago) gets no Home Assistant entity."""
+DEVICES_PER_STEP = 2
+"""Devices published between two chances for the writer to take an event (a few ms)."""
+
+Steps = Iterator[None]
+T = TypeVar("T")
 
 
 class Mirror:
@@ -45,13 +58,14 @@ class Mirror:
         *,
         stale_after: float = 7200.0,
         momentary_seconds: float = 30.0,
+        device_discovery: bool = False,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         on_change: Callable[[str, str], None] | None = None,
     ):
         self._publisher = publisher
         self.topics = topics
-        self._discovery = DiscoveryContext(topics, momentary_seconds)
+        self._discovery = DiscoveryContext(topics, momentary_seconds, device_discovery)
         self._stale_after = stale_after
         self._momentary_seconds = momentary_seconds
         self._now = wall_clock
@@ -59,11 +73,17 @@ class Mirror:
         self._on_change = on_change
         self.devices: dict[str, TrackedDevice] = {}
         self.homes: dict[str, TrackedHome] = {}
-        self._next_staleness_check = 0.0
-        self._retained: dict[str, bytes] = {}
-        """Last payload published on each retained topic we own: discovery, state, availability."""
-        self._configs_on_broker: set[str] = set()
-        """Discovery configs of this bridge that the broker holds, as seen on our subscription."""
+        self._devices_of_home: defaultdict[str, set[str]] = defaultdict(set)
+        self._retained = RetainedTopics(publisher)
+        self.configs = DiscoveryConfigs(self._retained, topics, device_based=device_discovery)
+        self._polled = False
+        """A poll has told which devices and homes exist."""
+        self._configs_synced = False
+        """Since the last connect, every config was compared with what the broker holds."""
+        self._staleness: list[tuple[datetime, str]] = []
+        """(when its next reading turns stale, device id), the earliest first (some outdated)."""
+        self._momentary: set[str] = set()
+        """Devices with a momentary state on."""
         self._published_event_ids: OrderedDict[str, None] = OrderedDict()
         """Ids of the latest events published: a repeated delivery is not published twice."""
         self._status: Mapping[str, Any] | None = None
@@ -72,6 +92,9 @@ class Mirror:
 
     def apply_poll(self, devices: Iterable[Device], homes: Iterable[Home]) -> None:
         """Take a full picture of the account: update, add, and remove what left it."""
+        _run(self.poll_steps(devices, homes))
+
+    def poll_steps(self, devices: Iterable[Device], homes: Iterable[Home]) -> Steps:
         homes_now = {home.home_id: home for home in homes}
         devices_now = {device.device_id: device for device in devices}
         for home_id in self.homes.keys() - homes_now.keys():
@@ -80,10 +103,13 @@ class Mirror:
             self._remove_device(device_id)
         for home in homes_now.values():
             tracked = self.homes.setdefault(home.home_id, TrackedHome(home))
-            tracked.home = home
+            if tracked.home != home:
+                tracked.home, tracked.state_changed = home, True
         for device in devices_now.values():
             self._update_device(device)
-        self._publish_everything(force=False)
+        self._polled = True
+        yield  # every Point is known now: events may come between the steps that publish
+        yield from self._publish_changes()
 
     def apply_event(self, event: Event) -> bool:
         """Publish one Minut event on its event topics and flip the binary states it drives.
@@ -97,7 +123,6 @@ class Mirror:
             event_document(event), default=str, ensure_ascii=False, allow_nan=False
         )
         self._remember(event.id)
-        device_known = event.device_id is not None and event.device_id in self.devices
         event_topics = []
         if event.device_id is not None:
             event_topics.append(self.topics.device_event(event.device_id))
@@ -113,31 +138,40 @@ class Mirror:
                 topic, document, retain=False, event_id=event.id if last else None
             )
         self._note(f"event {event.type}", self._subject_of(event))
-        if device_known and event.device_id is not None:
+        if event.device_id in self.devices:
             self._apply_device_event(self.devices[event.device_id], event.type)
         if event.device_id is None and event.home_id is not None:
-            for tracked in self._devices_of_home(event.home_id):
-                self._apply_device_event(tracked, event.type)
-        if event.home_id in self.homes:
-            home = self.homes[event.home_id]
+            for device_id in self._devices_of_home.get(event.home_id, ()):
+                self._apply_device_event(self.devices[device_id], event.type)
+        if (home := self.homes.get(event.home_id or "")) is not None:
             for spec in HOME_STATES:
-                _switch(home.flags, spec, event.type)
-        self._publish_states()
+                home.state_changed |= spec.switch(home.flags, event.type) is not None
+            self._publish_home_state(home)
         return True
 
     def tick(self) -> None:
         """Let time pass: momentary states fall back to off, readings turn stale."""
         now = self._monotonic()
-        changed = False
-        for tracked in self.devices.values():
+        for device_id in list(self._momentary):
+            tracked = self.devices.get(device_id)
+            if tracked is None:
+                self._momentary.discard(device_id)
+                continue
             for key, until in list(tracked.momentary_until.items()):
                 if now >= until:
                     del tracked.momentary_until[key]
                     tracked.flags[key] = False
-                    changed = True
-        if changed or now >= self._next_staleness_check:
-            self._next_staleness_check = now + STALENESS_CHECK_SECONDS
-            self._publish_states()
+                    tracked.state_changed = True
+            if not tracked.momentary_until:
+                self._momentary.discard(device_id)
+            self._publish_device_state(tracked)
+        wall = self._now()
+        while self._staleness and self._staleness[0][0] <= wall:
+            due, device_id = heapq.heappop(self._staleness)
+            tracked = self.devices.get(device_id)
+            if tracked is not None and tracked.stale_at == due:
+                tracked.state_changed = True
+                self._publish_device_state(tracked)
 
     def set_status(self, status: Mapping[str, Any]) -> None:
         """The bridge's own status document (Minut connection, counters), retained."""
@@ -145,29 +179,47 @@ class Mirror:
         self._retain_status(force=False)
 
     def republish(self) -> None:
-        """Send every discovery config, availability and state again (broker or HA restarted).
+        _run(self.republish_steps())
+
+    def republish_steps(self) -> Steps:
+        """Send availability and states again (the broker or Home Assistant restarted), and
+        the configs the broker does not hold as they are.
 
         The bridge's own `online` too: a stray `offline` (another client using our client id
         and its will) would otherwise leave every entity unavailable until a restart.
         """
         self._publisher.publish(self.topics.bridge_availability, ONLINE, retain=True)
-        self._publish_everything(force=True)
+        self._retain_status(force=True)
+        self._configs_synced = False  # the broker's configs are compared with ours again
+
+        def home_again(home: TrackedHome) -> None:
+            self._publish_home_state(home, force=True)
+
+        def device_again(tracked: TrackedDevice) -> None:
+            self._publish_availability(tracked, force=True)
+            self._publish_device_state(tracked, force=True)
+
+        yield from self._in_steps(self.homes.values(), DEVICES_PER_STEP * 4, home_again)
+        yield from self._in_steps(self.devices.values(), DEVICES_PER_STEP * 4, device_again)
+        yield from self._publish_changes()
+
+    def remember_configs(self, held: dict[str, bytes]) -> None:
+        """The discovery configs earlier runs handed over (fingerprints by topic)."""
+        self.configs.remember(held)
+
+    def broker_forgot(self) -> None:
+        """The broker kept no session for us: its retained configs are read again."""
+        self.configs.forget()
+        self._configs_synced = False
 
     def note_discovery_config(self, topic: str, payload: bytes) -> None:
-        """Remember which retained discovery configs on the broker are this bridge's."""
-        if not payload:
-            self._configs_on_broker.discard(topic)
-        elif self._is_ours(payload):
-            self._configs_on_broker.add(topic)
+        """A retained discovery config on the broker (ours or not)."""
+        self.configs.note(topic, payload)
 
-    def sweep_orphans(self) -> int:
-        """Delete our configs the broker still holds for entities that no longer exist."""
-        orphans = self._configs_on_broker - self._retained.keys()
-        for topic in sorted(orphans):
-            log.info("removing orphaned discovery config %s", topic)
-            self._clear(topic)
-        self._configs_on_broker -= orphans
-        return len(orphans)
+    def broker_configs_replayed(self) -> Steps:
+        """The broker has replayed its retained configs: compare ours with them."""
+        self.configs.replayed()
+        yield from self._publish_changes()
 
     def remember_published(self, event_ids: Iterable[str]) -> None:
         """Ids a previous run published (oldest first): never published again."""
@@ -176,21 +228,6 @@ class Mirror:
 
     def has_published(self, event_id: str) -> bool:
         return event_id in self._published_event_ids
-
-    def _is_ours(self, payload: bytes) -> bool:
-        marker = self.topics.bridge_availability.encode()
-        if marker not in payload:  # cheap test first: HA brokers carry many foreign configs
-            return False
-        try:
-            config = json.loads(payload)
-            availability = config.get("availability") or []
-            return any(
-                entry.get("topic") == self.topics.bridge_availability
-                for entry in availability
-                if isinstance(entry, dict)
-            )
-        except (ValueError, AttributeError):
-            return False
 
     def _remember(self, event_id: str) -> None:
         self._published_event_ids[event_id] = None
@@ -203,18 +240,29 @@ class Mirror:
         tracked = self.devices.get(device.device_id)
         if tracked is None:
             tracked = self.devices[device.device_id] = TrackedDevice(device)
+        elif tracked.device.home_id != device.home_id:
+            self._devices_of_home[tracked.device.home_id or ""].discard(device.device_id)
+        self._devices_of_home[device.home_id or ""].add(device.device_id)
+        if tracked.device != device:
+            tracked.state_changed = True
         tracked.device = device
         tracked.readings.update(readings_of(device))
         for spec in DEVICE_STATES:
             if spec.poll is not None:
-                tracked.flags[spec.key] = spec.poll.value(spec, device) or (
-                    spec.key in tracked.momentary_until
-                )
+                value = spec.poll.value(spec, device) or spec.key in tracked.momentary_until
+                if tracked.flags[spec.key] != value:
+                    tracked.flags[spec.key], tracked.state_changed = value, True
 
     def _apply_device_event(self, tracked: TrackedDevice, event_type: str) -> None:
         for spec in DEVICE_STATES:
-            if _switch(tracked.flags, spec, event_type) and spec.momentary:
+            switched = spec.switch(tracked.flags, event_type)
+            if switched is None:
+                continue
+            tracked.state_changed = True
+            if switched and spec.momentary:
                 tracked.momentary_until[spec.key] = self._monotonic() + self._momentary_seconds
+                self._momentary.add(tracked.device.device_id)
+        self._publish_device_state(tracked)
 
     def _subject_of(self, event: Event) -> str:
         if event.device_id in self.devices:
@@ -223,107 +271,129 @@ class Mirror:
             return self.homes[event.home_id].home.name
         return event.device_id or event.home_id or "?"
 
-    def _entity_readings(self, tracked: TrackedDevice) -> list[str]:
-        """The readings that deserve an entity: all but those abandoned long ago."""
-        oldest = self._now() - ABANDONED_READING_AGE
-        return [
-            key
-            for key, reading in tracked.readings.items()
-            if (reading.time or tracked.device.last_heard_from_at or oldest) > oldest
-        ]
-
-    def _devices_of_home(self, home_id: str) -> list[TrackedDevice]:
-        return [tracked for tracked in self.devices.values() if tracked.device.home_id == home_id]
-
     def _remove_device(self, device_id: str) -> None:
         tracked = self.devices.pop(device_id)
+        self._devices_of_home[tracked.device.home_id or ""].discard(device_id)
         log.info(
             "Point %s (%s) left the account: removing its entities", tracked.device.name, device_id
         )
-        for topic in device_configs(
-            self._discovery, tracked.device, self._entity_readings(tracked)
-        ):
-            self._clear(topic)
-        self._clear(self.topics.device_state(device_id))
-        self._clear(self.topics.device_availability(device_id))
+        self.configs.remove(self._discovery.device_identifier(device_id))
+        self._retained.clear(self.topics.device_state(device_id))
+        self._retained.clear(self.topics.device_availability(device_id))
 
     def _remove_home(self, home_id: str) -> None:
         tracked = self.homes.pop(home_id)
         log.info("home %s (%s) left the account: removing its entities", tracked.home.name, home_id)
-        for topic in home_configs(self._discovery, tracked.home):
-            self._clear(topic)
-        self._clear(self.topics.home_state(home_id))
+        self.configs.remove(self._discovery.home_identifier(home_id))
+        self._retained.clear(self.topics.home_state(home_id))
 
     # -- output -------------------------------------------------------------------------------
 
-    def _publish_everything(self, *, force: bool) -> None:
-        for topic, config in bridge_configs(self._discovery).items():
-            self._retain(topic, config, force=force)
-        self._retain_status(force=force)
-        for home in self.homes.values():
-            for topic, config in home_configs(self._discovery, home.home).items():
-                self._retain(topic, config, force=force)
-        for tracked in self.devices.values():
-            device = tracked.device
-            configs = device_configs(self._discovery, device, self._entity_readings(tracked))
-            for topic, config in configs.items():
-                self._retain(topic, config, force=force)
-            self._retain(
-                self.topics.device_availability(device.device_id),
-                OFFLINE if device.offline else ONLINE,
-                force=force,
+    def _publish_changes(self) -> Steps:
+        """Configs (once the broker's are known), availability and states that changed."""
+        syncing = self._polled and self.configs.broker_known and not self._configs_synced
+        if syncing:
+            self.configs.publish(
+                self._discovery.bridge_identifier,
+                bridge_configs(self._discovery),
+                against_broker=True,
             )
-        self._publish_states(force=force)
+        yield from self._in_steps(
+            self.homes.values(),
+            DEVICES_PER_STEP * 4,
+            lambda home: self._publish_home(home, syncing),
+        )
+        yield from self._in_steps(
+            self.devices.values(),
+            DEVICES_PER_STEP,
+            lambda tracked: self._publish_device(tracked, syncing),
+        )
+        if syncing:
+            nodes = {self._discovery.bridge_identifier}
+            nodes |= {self._discovery.home_identifier(home_id) for home_id in self.homes}
+            nodes |= {self._discovery.device_identifier(device_id) for device_id in self.devices}
+            self.configs.sweep(nodes)
+            self._configs_synced = True
 
-    def _publish_states(self, *, force: bool = False) -> None:
+    def _in_steps(self, items: Iterable[T], per_step: int, publish: Callable[[T], None]) -> Steps:
+        """Publish for each item, a few at a time, each few kept in the outbox together."""
+        chosen = list(items)
+        for start in range(0, len(chosen), per_step):
+            with self._publisher.batch():
+                for item in chosen[start : start + per_step]:
+                    publish(item)
+            yield
+
+    def _publish_device(self, tracked: TrackedDevice, syncing: bool) -> None:
+        device = tracked.device
+        if self._configs_synced or syncing:
+            entities = tracked.entity_readings(self._now())
+            basis = (device.name, device.model, device.firmware, device.home_id, entities)
+            if syncing or basis != tracked.config_basis:
+                node = self._discovery.device_identifier(device.device_id)
+                configs = device_configs(self._discovery, device, entities)
+                self.configs.publish(node, configs, against_broker=syncing)
+                tracked.config_basis = basis
+        if tracked.state_changed:
+            self._publish_availability(tracked)
+        self._publish_device_state(tracked)
+
+    def _publish_home(self, home: TrackedHome, syncing: bool) -> None:
+        if (self._configs_synced or syncing) and (syncing or home.home != home.config_basis):
+            node = self._discovery.home_identifier(home.home.home_id)
+            self.configs.publish(
+                node, home_configs(self._discovery, home.home), against_broker=syncing
+            )
+            home.config_basis = home.home
+        self._publish_home_state(home)
+
+    def _publish_availability(self, tracked: TrackedDevice, *, force: bool = False) -> None:
+        device = tracked.device
+        self._retained.retain(
+            self.topics.device_availability(device.device_id),
+            OFFLINE if device.offline else ONLINE,
+            force=force,
+        )
+
+    def _publish_device_state(self, tracked: TrackedDevice, *, force: bool = False) -> None:
+        if not (tracked.state_changed or force):
+            return
         now = self._now()
-        for tracked in self.devices.values():
-            document = device_document(tracked, now, self._stale_after)
-            if self._retain(
-                self.topics.device_state(tracked.device.device_id), document, force=force
-            ):
-                self._note("state", tracked.device.name)
-        for home in self.homes.values():
-            if self._retain(
-                self.topics.home_state(home.home.home_id), home_document(home), force=force
-            ):
-                self._note("home state", home.home.name)
+        document = device_document(tracked, now, self._stale_after)
+        if self._retained.retain(
+            self.topics.device_state(tracked.device.device_id), document, force=force
+        ):
+            self._note("state", tracked.device.name)
+        tracked.state_changed = False
+        tracked.stale_at = next_stale_at(tracked, now, self._stale_after)
+        if tracked.stale_at is not None:
+            heapq.heappush(self._staleness, (tracked.stale_at, tracked.device.device_id))
+
+    def _publish_home_state(self, home: TrackedHome, *, force: bool = False) -> None:
+        if not (home.state_changed or force):
+            return
+        if self._retained.retain(
+            self.topics.home_state(home.home.home_id), home_document(home), force=force
+        ):
+            self._note("home state", home.home.name)
+        home.state_changed = False
 
     def _retain_status(self, *, force: bool) -> None:
         status = self._status
         if status is None:
             return
-        self._retain(self.topics.bridge_status, status, force=force)
+        self._retained.retain(self.topics.bridge_status, status, force=force)
         for value in STATUS_VALUES:
             if value.own_topic and status.get(value.key) is not None:
-                self._retain(
+                self._retained.retain(
                     self.topics.bridge_value(value.key), str(status[value.key]), force=force
                 )
-
-    def _retain(self, topic: str, payload: Mapping[str, Any] | str, *, force: bool) -> bool:
-        data = (
-            payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
-        ).encode()
-        if not force and self._retained.get(topic) == data:
-            return False
-        self._retained[topic] = data
-        self._publisher.publish(topic, data, retain=True)
-        return True
-
-    def _clear(self, topic: str) -> None:
-        self._retained.pop(topic, None)
-        self._publisher.publish(topic, b"", retain=True)
 
     def _note(self, what: str, subject: str) -> None:
         if self._on_change is not None:
             self._on_change(what, subject)
 
 
-def _switch(flags: dict[str, bool], spec: BinarySpec, event_type: str) -> bool:
-    """Apply one event to one binary state; True when the event switched it on."""
-    if event_type in spec.on_events:
-        flags[spec.key] = True
-        return True
-    if event_type in spec.off_events:
-        flags[spec.key] = False
-    return False
+def _run(steps: Steps) -> None:
+    for _ in steps:
+        pass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+from enum import IntEnum
 from typing import Protocol
 
 QOS = 1
@@ -13,12 +15,40 @@ REMEMBERED_EVENT_IDS = 10_000
 that keeps them on disk): a redelivery of one of them is not published again."""
 
 
+class Lane(IntEnum):
+    """What goes out first: an event never waits behind a burst of states or configs."""
+
+    EVENTS = 0
+    STATES = 1
+    """Retained documents: states, availability, the bridge's status."""
+    CONFIGS = 2
+    """Home Assistant discovery configs."""
+
+
 class Publisher(Protocol):
     def publish(
-        self, topic: str, payload: str | bytes, *, retain: bool, event_id: str | None = None
+        self,
+        topic: str,
+        payload: str | bytes,
+        *,
+        retain: bool,
+        event_id: str | None = None,
+        lane: Lane | None = None,
     ) -> None:
         """Queue one message (retained at QOS, others at EVENT_QOS); never blocks on the network.
 
         `event_id`: the Minut event the message carries, remembered with it, so that no restart
-        publishes that event again.
+        publishes that event again. `lane`: EVENTS for what is not retained, else STATES, unless
+        given.
         """
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Messages published inside are kept together at its end (cheaper than one by one);
+        keep a batch to a few Points' messages."""
+        ...
+
+
+def lane_of(retain: bool, lane: Lane | None) -> Lane:
+    if lane is not None:
+        return lane
+    return Lane.STATES if retain else Lane.EVENTS

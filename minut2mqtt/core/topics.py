@@ -26,6 +26,11 @@ class Topics:
     def bridge_status(self) -> str:
         return f"{self.base}/bridge/state"
 
+    @property
+    def bridge_replayed(self) -> str:
+        """Where the bridge sends itself a marker after subscribing (see MqttOptions)."""
+        return f"{self.base}/bridge/replayed"
+
     def bridge_value(self, key: str) -> str:
         """One value of the bridge's status, alone (see StatusValue.own_topic)."""
         return f"{self.base}/bridge/{topic_safe(key)}"
@@ -53,7 +58,19 @@ class Topics:
         node, entity = topic_safe(node_id), topic_safe(object_id)
         return f"{self.discovery_prefix}/{component}/{node}/{entity}/config"
 
+    def device_discovery(self, node_id: str) -> str:
+        return f"{self.discovery_prefix}/device/{topic_safe(node_id)}/config"
+
     @property
-    def discovery_filter(self) -> str:
-        """Matches every per-component discovery config (used to sweep our orphans)."""
-        return f"{self.discovery_prefix}/+/+/+/config"
+    def discovery_filters(self) -> tuple[str, str]:
+        """Match every per-component and device discovery config (ours are read back)."""
+        return f"{self.discovery_prefix}/+/+/+/config", f"{self.discovery_prefix}/device/+/config"
+
+    def discovery_node(self, topic: str) -> str | None:
+        """The node id in a discovery topic (the device the config belongs to), else None."""
+        parts = topic.split("/")
+        if len(parts) == 5 and parts[0] == self.discovery_prefix and parts[4] == "config":
+            return parts[2]
+        if len(parts) == 4 and parts[:2] == [self.discovery_prefix, "device"]:
+            return parts[2] if parts[3] == "config" else None
+        return None

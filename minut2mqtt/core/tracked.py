@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from ..minut.models import Device, Home, Reading
 from .entities import DEVICE_STATES, HOME_STATES
+
+ABANDONED_READING_AGE = timedelta(days=30)
+"""A reading this old (a sensor dropped from the API years ago) gets no Home Assistant entity."""
 
 
 @dataclass
@@ -19,6 +23,21 @@ class TrackedDevice:
     """The binary states of the table, by key (`states` in the device's document)."""
     momentary_until: dict[str, float] = field(default_factory=dict)
     """Monotonic time at which each momentary state that is on falls back to off."""
+    state_changed: bool = True
+    """Its state document may differ from the one last published."""
+    stale_at: datetime | None = None
+    """When the next of its fresh readings turns stale (its document changes then)."""
+    config_basis: object = None
+    """What its discovery configs were last built from (None: not published yet)."""
+
+    def entity_readings(self, now: datetime) -> list[str]:
+        """The readings that deserve an entity: all but those abandoned long ago."""
+        oldest = now - ABANDONED_READING_AGE
+        return sorted(
+            key
+            for key, reading in self.readings.items()
+            if (reading.time or self.device.last_heard_from_at or oldest) > oldest
+        )
 
 
 @dataclass
@@ -28,3 +47,5 @@ class TrackedHome:
         default_factory=lambda: {spec.key: False for spec in HOME_STATES}
     )
     """The home's binary states of the table, by key."""
+    state_changed: bool = True
+    config_basis: object = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import ssl
 import sys
 import threading
@@ -30,6 +31,8 @@ from .trouble import ConnectionTrouble
 
 log = logging.getLogger("minut2mqtt.mqtt.publisher")
 
+REPLAY_TIMEOUT_SECONDS = 10.0
+
 
 @dataclass(frozen=True)
 class Listeners:
@@ -44,6 +47,9 @@ class Listeners:
     """The broker acknowledged a packet id (PUBACK or PUBCOMP)."""
     changed: Callable[[], None]
     """The connection is usable now, or no longer."""
+    replayed: Callable[[], None] = lambda: None
+    """Since the last connect, the broker has replayed the retained messages we subscribe to
+    (or REPLAY_TIMEOUT_SECONDS have passed without the marker coming back)."""
 
 
 class BrokerConnection:
@@ -64,6 +70,9 @@ class BrokerConnection:
         self.protocol: MqttProtocol = options.protocol
         self._connect_started_at: float | None = None
         self._falls_back = False
+        self._replay_marker: bytes | None = None
+        """The marker sent after subscribing on this connection, until it came back."""
+        self._replay_deadline = 0.0
         self._trouble = ConnectionTrouble(self.where, tls=options.tls_context is not None)
         self.client = self._new_client(self.protocol)
 
@@ -164,6 +173,26 @@ class BrokerConnection:
             # QoS 0: while we are away the broker queues nothing for us (retained is resent).
             client.subscribe(topic_filter, qos=0)
         self._on_connected()
+        self._mark_replay_end(client)
+
+    def _mark_replay_end(self, client: mqtt.Client) -> None:
+        """Send ourselves a marker after the subscriptions: the broker sends it back after
+        the retained messages it replays for them."""
+        topic = self._options.replay_marker_topic
+        if topic is None:
+            self._listeners.replayed()
+            return
+        self._replay_marker = os.urandom(8).hex().encode()
+        self._replay_deadline = time.monotonic() + REPLAY_TIMEOUT_SECONDS
+        client.subscribe(topic, qos=0)
+        client.publish(topic, self._replay_marker, qos=0, retain=False)
+
+    def replay_overdue(self) -> None:
+        """From the owner's thread, now and then: a marker that never came back ends the wait."""
+        if self._replay_marker is not None and time.monotonic() > self._replay_deadline:
+            log.info("the MQTT broker never returned the replay marker: going on without it")
+            self._replay_marker = None
+            self._listeners.replayed()
 
     def _handle_acknowledged(
         self,
@@ -210,6 +239,11 @@ class BrokerConnection:
     def _handle_message(
         self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage
     ) -> None:
+        if message.topic == self._options.replay_marker_topic:
+            if self._replay_marker is not None and message.payload == self._replay_marker:
+                self._replay_marker = None
+                self._listeners.replayed()
+            return
         # amqtt may hand us retained messages for filters we never subscribed to: match ourselves.
         for topic_filter, handler in self._subscriptions.items():
             if mqtt.topic_matches_sub(topic_filter, message.topic):

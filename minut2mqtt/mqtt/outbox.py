@@ -1,32 +1,40 @@
 """Messages waiting for the broker, kept in SQLite so a restart during an outage loses none.
 
 The same file remembers the ids of the latest Minut events handed over, written in the same
-transaction as their message, so that a pull after a crash never publishes one again.
+transaction as their message, so that a pull after a crash never publishes one again; and a
+fingerprint of every discovery config handed over (the broker holds it, or will), so that a
+restart knows which configs need not be published again without reading them back from the
+broker (a default Mosquitto drops much of a large retained replay: see docs/scale.md).
 
-A FIFO of (topic, payload, retain) rows. The publisher appends every message, hands rows to
-paho in order while connected, and deletes a row once the broker acknowledged it: whatever is
-in the file at startup was never acknowledged and goes out first. A QoS 2 row whose PUBREC came
-is marked `released`: after a restart it is only released again, never published again (see
-session.py).
+Three FIFOs of (topic, payload, retain) rows, one per lane (events, states, configs: see
+core/publishing.py), which the publisher hands to paho in that order of priority. It appends
+every message, and deletes a row once the broker acknowledged it: whatever is in the file at
+startup was never acknowledged and goes out first. A QoS 2 row whose PUBREC came is marked
+`released`: after a restart it is only released again, never published again (session.py).
 
 Retained messages are the current value of their topic, so a newer retained message to a topic
 replaces an older one still waiting; events (not retained) are all kept. The file is bounded:
 when full, the oldest retained messages go first (the bridge publishes every state and
 discovery config again after each reconnect), then the oldest events.
+
+Every statement finds its rows through an index (named where SQLite might pick another), so
+each costs O(log n) however many rows wait; tests/test_outbox.py checks the query plans.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.publishing import REMEMBERED_EVENT_IDS
+from ..core.publishing import REMEMBERED_EVENT_IDS, Lane, lane_of
+from ..core.retained import fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +46,23 @@ CREATE TABLE IF NOT EXISTS outbox (
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
     retain INTEGER NOT NULL,
-    released INTEGER NOT NULL DEFAULT 0
+    released INTEGER NOT NULL DEFAULT 0,
+    lane INTEGER NOT NULL DEFAULT 1
 );
-CREATE INDEX IF NOT EXISTS outbox_retained_by_topic ON outbox (topic) WHERE retain = 1;
-CREATE INDEX IF NOT EXISTS outbox_by_kind ON outbox (retain, id);
 CREATE TABLE IF NOT EXISTS published_events (event_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS held_configs (topic TEXT PRIMARY KEY, fingerprint BLOB NOT NULL);
+"""
+_MIGRATIONS = (
+    ("released", "ALTER TABLE outbox ADD COLUMN released INTEGER NOT NULL DEFAULT 0"),
+    ("lane", "ALTER TABLE outbox ADD COLUMN lane INTEGER NOT NULL DEFAULT 1"),
+)
+"""Columns a file from an earlier release lacks, and how to add them."""
+_INDEXES = """
+DROP INDEX IF EXISTS outbox_retained_by_topic;
+DROP INDEX IF EXISTS outbox_by_kind;
+UPDATE outbox SET lane = 0 WHERE retain = 0 AND lane != 0;
+CREATE UNIQUE INDEX IF NOT EXISTS outbox_retained_topic ON outbox (topic) WHERE retain = 1;
+CREATE INDEX IF NOT EXISTS outbox_by_lane ON outbox (lane, id);
 """
 # AUTOINCREMENT: ids never come back after the newest row was deleted, so "every row after the
 # last one handed out" stays a correct question for the sender.
@@ -70,7 +90,9 @@ class Outbox:
             raise ValueError(f"outbox limit must be at least 1, got {limit}")
         self.path = path
         self.limit = limit
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._batching = False
+        """Inside batch(): appends wait for its end to be committed, together."""
         self._dropped = 0
         """Messages dropped for room since the outbox was last below its limit."""
         try:
@@ -123,10 +145,10 @@ class Outbox:
                 database.execute("PRAGMA synchronous = NORMAL")
             database.executescript(_SCHEMA)
             columns = {row[1] for row in database.execute("PRAGMA table_info(outbox)")}
-            if "released" not in columns:  # a file from before the QoS 2 session was kept
-                database.execute(
-                    "ALTER TABLE outbox ADD COLUMN released INTEGER NOT NULL DEFAULT 0"
-                )
+            for column, statement in _MIGRATIONS:
+                if column not in columns:
+                    database.execute(statement)
+            database.executescript(_INDEXES)
             count: int = database.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         except BaseException:
             database.close()
@@ -139,26 +161,37 @@ class Outbox:
             return self._count
 
     def append(
-        self, topic: str, payload: bytes, *, retain: bool, event_id: str | None = None
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool,
+        event_id: str | None = None,
+        lane: Lane | None = None,
     ) -> None:
         """Keep one message, and the id of the Minut event it carries; committed on return.
 
         Message and id go in one transaction: whatever moment the process dies, an event is
         either waiting here with its id remembered, or neither (and a pull will bring it again).
         """
-        with self._lock, self._db:
+        chosen = lane_of(retain, lane)
+        with self._lock, contextlib.nullcontext() if self._batching else self._db:
             if event_id is not None:
                 self._remember_event(event_id)
+            if chosen == Lane.CONFIGS and retain:
+                self._remember_config(topic, payload)
             if retain:
                 superseded = self._db.execute(
-                    "DELETE FROM outbox WHERE retain = 1 AND topic = ?", (topic,)
+                    "DELETE FROM outbox INDEXED BY outbox_retained_topic "
+                    "WHERE topic = ? AND retain = 1",
+                    (topic,),
                 )
                 self._count -= superseded.rowcount
             if self._count >= self.limit:
                 self._make_room()
             self._db.execute(
-                "INSERT INTO outbox (topic, payload, retain) VALUES (?, ?, ?)",
-                (topic, payload, int(retain)),
+                "INSERT INTO outbox (topic, payload, retain, lane) VALUES (?, ?, ?, ?)",
+                (topic, payload, int(retain), int(chosen)),
             )
             self._count += 1
 
@@ -173,6 +206,37 @@ class Outbox:
                 (REMEMBERED_EVENT_IDS,),
             )
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Appends inside are committed together at its end (a tenth of the cost each).
+
+        The outbox is the caller's meanwhile: keep a batch short (a few Points' messages).
+        """
+        with self._lock:
+            if self._batching:  # already in one: it commits
+                yield
+                return
+            self._batching = True
+            try:
+                with self._db:
+                    yield
+            finally:
+                self._batching = False
+
+    def _remember_config(self, topic: str, payload: bytes) -> None:
+        if payload:
+            self._db.execute(
+                "INSERT OR REPLACE INTO held_configs (topic, fingerprint) VALUES (?, ?)",
+                (topic, fingerprint(payload)),
+            )
+        else:
+            self._db.execute("DELETE FROM held_configs WHERE topic = ?", (topic,))
+
+    def held_configs(self) -> dict[str, bytes]:
+        """Fingerprints of the discovery configs handed over and not cleared since, by topic."""
+        with self._lock:
+            return dict(self._db.execute("SELECT topic, fingerprint FROM held_configs"))
+
     def published_event_ids(self) -> list[str]:
         """Ids of the latest events handed over, oldest first (also those sent long ago)."""
         with self._lock:
@@ -183,14 +247,15 @@ class Outbox:
         return [row[0] for row in reversed(found)]
 
     def _make_room(self) -> None:
-        oldest_retained = self._db.execute(
-            "SELECT id FROM outbox WHERE retain = 1 ORDER BY id LIMIT 1"
-        ).fetchone()
-        oldest = (
-            oldest_retained
-            or self._db.execute("SELECT id FROM outbox ORDER BY id LIMIT 1").fetchone()
-        )
-        self._db.execute("DELETE FROM outbox WHERE id = ?", oldest)
+        heads = {lane: self._head(lane) for lane in Lane}
+        retained = [row for lane in (Lane.STATES, Lane.CONFIGS) if (row := heads[lane])]
+        oldest = min(retained) if retained else heads[Lane.EVENTS]
+        if oldest is not None and oldest == heads[Lane.CONFIGS]:  # never reaches the broker
+            self._db.execute(
+                "DELETE FROM held_configs WHERE topic = (SELECT topic FROM outbox WHERE id = ?)",
+                (oldest,),
+            )
+        self._db.execute("DELETE FROM outbox WHERE id = ?", (oldest,))
         self._count -= 1
         if self._dropped == 0:
             log.error(
@@ -201,14 +266,28 @@ class Outbox:
             )
         self._dropped += 1
 
-    def rows_after(self, row_id: int, limit: int) -> list[OutboxRow]:
-        """Up to `limit` rows newer than `row_id`, oldest first (0: from the start)."""
+    def _head(self, lane: Lane) -> int | None:
+        """The oldest row of a lane."""
+        found = self._db.execute(
+            "SELECT id FROM outbox INDEXED BY outbox_by_lane WHERE lane = ? ORDER BY id LIMIT 1",
+            (int(lane),),
+        ).fetchone()
+        return int(found[0]) if found else None
+
+    def rows_after(self, row_id: int, limit: int, lane: Lane | None = None) -> list[OutboxRow]:
+        """Up to `limit` rows (of `lane`, if given) newer than `row_id`, oldest first (0: from
+        the start)."""
         with self._lock:
-            found = self._db.execute(
-                "SELECT id, topic, payload, retain, released FROM outbox WHERE id > ? "
-                "ORDER BY id LIMIT ?",
-                (row_id, limit),
-            ).fetchall()
+            if lane is None:
+                query = "SELECT id, topic, payload, retain, released FROM outbox WHERE id > ?"
+                arguments: tuple[int, ...] = (row_id, limit)
+            else:
+                query = (
+                    "SELECT id, topic, payload, retain, released FROM outbox "
+                    "INDEXED BY outbox_by_lane WHERE lane = ? AND id > ?"
+                )
+                arguments = (int(lane), row_id, limit)
+            found = self._db.execute(f"{query} ORDER BY id LIMIT ?", arguments).fetchall()
         return [
             OutboxRow(row[0], row[1], bytes(row[2]), bool(row[3]), bool(row[4])) for row in found
         ]

@@ -64,6 +64,9 @@ class MqttOptions:
     """Seconds the broker keeps our MQTT 5 session while we are away (0xFFFFFFFF: for ever)."""
     connack_timeout: float = CONNACK_TIMEOUT_SECONDS
     """A broker silent this long after an MQTT 5 CONNECT is spoken to in 3.1.1."""
+    replay_marker_topic: str | None = None
+    """Where, after subscribing, a marker is sent to ourselves: its return means the broker has
+    replayed every retained message of our subscriptions (it answers a client in order)."""
 
 
 def make_client(

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from ..core.publishing import EVENT_QOS, QOS
+from ..core.publishing import EVENT_QOS, QOS, Lane, lane_of
 from ..settings import MqttProtocol
 from .connection import BrokerConnection, Listeners
 from .outbox import Outbox, OutboxRow
@@ -22,6 +23,11 @@ from .session import packet_id_of
 log = logging.getLogger(__name__)
 
 __all__ = ["MqttOptions", "MqttPublisher"]
+
+EVENT_ROOM = 2
+"""Unacknowledged messages the bulk lanes leave room for, so an event goes out at once."""
+BULK_BATCH = 10
+"""States or configs handed to paho between two looks at the events lane."""
 
 
 class MqttPublisher:
@@ -43,12 +49,20 @@ class MqttPublisher:
         *,
         on_connected: Callable[[], None] = lambda: None,
         subscriptions: dict[str, Callable[[str, bytes], None]] | None = None,
+        on_replayed: Callable[[], None] = lambda: None,
+        on_session_lost: Callable[[], None] = lambda: None,
     ):
+        """`on_replayed`: see Listeners.replayed (with `options.replay_marker_topic`);
+        `on_session_lost`: the broker kept no session for us (a first connect, a broker restarted
+        without persistence, a session expired): what it retains is unknown."""
+        self._on_session_lost = on_session_lost
         self._options = options
         self._outbox: Outbox | None = None
         """Opened by start(): the daemon creates the state directory only then."""
         self._outbox_failures = 0
-        self._pacer = Pacer(options.messages_per_second, options.burst)
+        self._pacers = {lane: Pacer(options.messages_per_second, options.burst) for lane in Lane}
+        """One per lane: a burst of configs does not slow the events down."""
+        self._events_appended = 0
         self._sender = threading.Thread(target=self._run_sender, name="mqtt-sender", daemon=True)
         # What the sender waits for, guarded by `_wake`: every change adds to `_signals`.
         self._wake = threading.Condition()
@@ -66,7 +80,13 @@ class MqttPublisher:
         self._handoff = threading.Lock()
         self._link = BrokerConnection(
             options,
-            Listeners(self._session_started, self._pubrec, self._acknowledged, self._changed),
+            Listeners(
+                self._session_started,
+                self._pubrec,
+                self._acknowledged,
+                self._changed,
+                on_replayed,
+            ),
             on_connected=on_connected,
             subscriptions=subscriptions,
         )
@@ -83,10 +103,11 @@ class MqttPublisher:
     def protocol(self) -> MqttProtocol:
         return self._link.protocol
 
-    def start(self) -> None:
+    def start(self, before_connecting: Callable[[], None] = lambda: None) -> None:
         """Open the outbox, connect in the background; paho keeps retrying until the broker answers.
 
-        Raises OutboxError when the outbox file cannot be opened or created.
+        `before_connecting` runs once the outbox is open (what it kept can be read), before any
+        connection. Raises OutboxError when the outbox file cannot be opened or created.
         """
         outbox = Outbox(self._options.outbox_path, self._options.outbox_limit)
         if outbox.left_by_previous_run:
@@ -98,11 +119,16 @@ class MqttPublisher:
                 outbox.left_released,
             )
         self._outbox = outbox
+        before_connecting()
         self._link.start()
         self._sender.start()
 
     def wait_connected(self, timeout: float) -> bool:
         return self._link.connected.wait(timeout)
+
+    def held_configs(self) -> dict[str, bytes]:
+        """Fingerprints of the discovery configs handed over in earlier runs (after `start`)."""
+        return self._outbox.held_configs() if self._outbox is not None else {}
 
     def published_event_ids(self) -> list[str]:
         """Ids of the latest events handed over, from the outbox file (after `start`)."""
@@ -132,7 +158,13 @@ class MqttPublisher:
             outbox.close()
 
     def publish(
-        self, topic: str, payload: str | bytes, *, retain: bool, event_id: str | None = None
+        self,
+        topic: str,
+        payload: str | bytes,
+        *,
+        retain: bool,
+        event_id: str | None = None,
+        lane: Lane | None = None,
     ) -> None:
         """Keep the message in the outbox (committed when this returns); the sender sends it."""
         data = sendable_payload(topic, payload)
@@ -143,7 +175,7 @@ class MqttPublisher:
             log.error("MQTT message to %s published while the publisher is stopped: dropped", topic)
             return
         try:
-            outbox.append(topic, data, retain=retain, event_id=event_id)
+            outbox.append(topic, data, retain=retain, event_id=event_id, lane=lane)
         except sqlite3.Error as error:  # a full disk, a closed outbox: report once, not per message
             with self._wake:
                 first_failure = not self._outbox_failures
@@ -153,9 +185,20 @@ class MqttPublisher:
             return
         with self._wake:
             dropped, self._outbox_failures = self._outbox_failures, 0
+            if lane_of(retain, lane) == Lane.EVENTS:
+                self._events_appended += 1
             self._signal()
         if dropped:
             log.warning("MQTT outbox takes messages again; %d were dropped", dropped)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        outbox = self._outbox
+        if outbox is None:
+            yield
+            return
+        with outbox.batch():
+            yield
 
     def _signal(self) -> None:
         """Wake the sender; `_wake` must be held."""
@@ -178,13 +221,15 @@ class MqttPublisher:
                 time.sleep(1)
 
     def _send_from(self, outbox: Outbox) -> None:
-        """Hand outbox rows to paho in order while connected; delete them once acknowledged."""
-        handed_through = 0
-        """The newest row handed to paho on this connection; the next one comes after it."""
+        """Hand outbox rows to paho, events first, each lane in order, while connected; delete
+        them once acknowledged."""
+        handed_through = dict.fromkeys(Lane, 0)
+        """Per lane, the newest row handed to paho on this connection; the next comes after."""
         generation = -1
         while True:
             with self._wake:
                 signals_seen = self._signals
+                events_seen = self._events_appended
                 current_generation = self._generation
                 delivered, self._delivered = self._delivered, []
                 stop_at = self._stop_at
@@ -195,31 +240,47 @@ class MqttPublisher:
                 # A new connection: what the last one left unacknowledged goes again, in order,
                 # under the same packet ids (see _session_started).
                 generation = current_generation
-                handed_through = 0
+                handed_through = dict.fromkeys(Lane, 0)
             if stop_at is not None and (
                 not self.connected or not len(outbox) or time.monotonic() >= stop_at
             ):
                 return
             self._link.speak_3_1_1_if_5_is_refused()
-            batch = outbox.rows_after(handed_through, room) if room > 0 and self.connected else []
+            self._link.replay_overdue()
+            lane, batch = self._next_batch(outbox, handed_through, room)
             if not batch:
                 self._wait_for_signal_after(signals_seen)
                 continue
             for row in batch:
-                if (wait := self._pacer.delay()) > 0:
+                if (wait := self._pacers[lane].delay()) > 0:
                     time.sleep(wait)
                 try:
                     handed = self._hand_to_paho(row, generation)
                 except Exception:  # one bad message must not stop every later one
                     log.exception("MQTT message to %s could not be sent: dropped", row.topic)
                     outbox.delete([row.row_id])
-                    handed_through = row.row_id
+                    handed_through[lane] = row.row_id
                     continue
                 if not handed:
                     break  # the connection changed, or the packet id is busy: look again
-                handed_through = row.row_id
+                handed_through[lane] = row.row_id
+                if lane != Lane.EVENTS and self._events_appended != events_seen:
+                    break  # an event came: it goes before the rest of this batch
                 if self._stop_at is not None and time.monotonic() >= self._stop_at:
                     break
+
+    def _next_batch(
+        self, outbox: Outbox, handed_through: dict[Lane, int], room: int
+    ) -> tuple[Lane, list[OutboxRow]]:
+        """The next rows to hand to paho: of the first lane that has some, within the room the
+        broker leaves (bulk lanes keep a little of it free for events, and go in small batches
+        so that an event never waits long)."""
+        if self.connected:
+            for lane in Lane:
+                allowed = room if lane == Lane.EVENTS else min(BULK_BATCH, room - EVENT_ROOM)
+                if allowed > 0 and (rows := outbox.rows_after(handed_through[lane], allowed, lane)):
+                    return lane, rows
+        return Lane.EVENTS, []
 
     def _wait_for_signal_after(self, signals_seen: int, timeout: float = 1.0) -> None:
         with self._wake:
@@ -271,6 +332,8 @@ class MqttPublisher:
                 self._in_flight.clear()
                 self._room = room
                 self._signal()
+        if not session_present:
+            self._on_session_lost()
 
     def _pubrec(self, packet_id: int) -> None:
         with self._wake:

@@ -1,10 +1,12 @@
 """The one writer: a single thread owns the mirror, and every other thread sends it jobs.
 
 Polls, webhook deliveries, pulled events, re-publish requests, discovery configs read back from
-the broker and the passing of time all reach the mirror as jobs on one queue, done in order by
-one worker. Nothing else touches the mirror, so it needs no lock; whoever needs to read it asks
-the writer (`ask`) and gets an answer computed on the writer's thread.
+the broker and the passing of time all reach the mirror as jobs, done by one worker. Nothing
+else touches the mirror, so it needs no lock; whoever needs to read it asks the writer (`ask`)
+and gets an answer computed on the writer's thread.
 
+Events go first: they wait in a queue of their own, and long jobs (a poll of 2,000 Points, a
+re-publish) come in steps of a few Points, between which the worker takes every waiting event.
 Events that arrive before the first poll was tried wait for it, so that they find the Points and
 homes they belong to (their states would be lost otherwise).
 """
@@ -12,9 +14,9 @@ homes they belong to (their states would be lost otherwise).
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import TypeVar
 
@@ -26,7 +28,8 @@ from ..minut.models import Device, Event, Home
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Job = Callable[[], None]
+Job = Callable[[], Iterator[None] | None]
+"""Work for the mirror; one that returns steps is done a step at a time."""
 ASK_TIMEOUT_SECONDS = 10.0
 
 
@@ -43,10 +46,12 @@ class Writer:
         self._mirror = mirror
         self._status = status
         self._on_webhook_event_done = on_webhook_event_done
-        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._wake = threading.Condition()
+        self._events: deque[Job] = deque()
+        self._jobs: deque[Job | None] = deque()
         self._events_open = False
         self._held_events: list[Job] = []
-        self._republish_queued = threading.Event()
+        self._republish_queued = False
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -57,29 +62,24 @@ class Writer:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Do every job queued so far, then end the worker."""
-        self._jobs.put(None)
+        self._put(None)
         if self._thread is not None:
             self._thread.join(timeout)
 
     def run_pending(self) -> None:
         """Do the queued jobs on the calling thread (tests do, instead of starting the worker)."""
-        while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                return
-            if job is not None:
-                self._do(job)
+        while (job := self._next(wait=False)) is not None:
+            self._do(job)
 
     # -- what other threads send ----------------------------------------------------------------
 
     def apply_poll(self, devices: list[Device], homes: list[Home]) -> None:
         """A full picture of the account, applied before this returns (the poller waits)."""
-        self.ask(lambda: self._apply_poll(devices, homes), timeout=None)
+        self._run_and_wait(lambda: self._apply_poll(devices, homes), timeout=None)
 
     def open_for_events(self) -> None:
         """The first poll was tried: events held until now go, in the order they came."""
-        self._jobs.put(self._open_for_events)
+        self._put(self._open_for_events)
 
     def submit_event(self, event: Event) -> None:
         """An event a webhook delivered."""
@@ -90,29 +90,40 @@ class Writer:
         self._submit_events(list(events), from_webhook=False)
 
     def request_republish(self) -> None:
-        """Every config and state again (a reconnect, Home Assistant's birth); requests made
-        while one is waiting to start are one re-publish."""
-        if not self._republish_queued.is_set():
-            self._republish_queued.set()
-            self._jobs.put(self._republish)
+        """States again, and the configs the broker lacks (a reconnect, Home Assistant's
+        birth); requests made while one is waiting to start are one re-publish."""
+        with self._wake:
+            if self._republish_queued:
+                return
+            self._republish_queued = True
+        self._put(self._republish)
+
+    def broker_forgot(self) -> None:
+        """The broker kept no session for us: it is about to replay what it retains."""
+        self._put(self._mirror.broker_forgot)
+
+    def remember_configs(self, held: dict[str, bytes]) -> None:
+        """The discovery configs earlier runs handed over (from the outbox's record)."""
+        self._put(lambda: self._mirror.remember_configs(held))
 
     def note_discovery_config(self, topic: str, payload: bytes) -> None:
         """A retained config the broker holds (from paho's thread: returns at once)."""
-        self._jobs.put(lambda: self._mirror.note_discovery_config(topic, payload))
+        self._put(lambda: self._mirror.note_discovery_config(topic, payload))
+
+    def configs_replayed(self) -> None:
+        """The broker has replayed every retained config it holds (see the connection)."""
+        self._put(self._mirror.broker_configs_replayed)
 
     def tick(self) -> None:
-        self._jobs.put(self._mirror.tick)
+        self._put(self._mirror.tick)
 
     def refresh_status(self) -> None:
         """Publish the bridge's status document if it changed."""
-        self._jobs.put(self._refresh_status)
-
-    def sweep_orphans(self) -> None:
-        self._jobs.put(self._sweep_orphans)
+        self._put(self._refresh_status)
 
     def remember_published(self, event_ids: Iterable[str]) -> None:
         ids = list(event_ids)
-        self._jobs.put(lambda: self._mirror.remember_published(ids))
+        self._put(lambda: self._mirror.remember_published(ids))
 
     def ask(self, question: Callable[[], T], timeout: float | None = ASK_TIMEOUT_SECONDS) -> T:
         """The answer to `question`, computed on the writer's thread after the jobs before it.
@@ -127,7 +138,23 @@ class Writer:
             except BaseException as error:
                 answer.set_exception(error)
 
-        self._jobs.put(job)
+        return self._wait_for(job, answer, timeout)
+
+    def _run_and_wait(self, steps: Callable[[], Iterator[None]], timeout: float | None) -> None:
+        """Do a stepped job on the writer's thread, and return once its last step is done."""
+        done: Future[None] = Future()
+
+        def job() -> Iterator[None]:
+            try:
+                yield from steps()
+                done.set_result(None)
+            except BaseException as error:
+                done.set_exception(error)
+
+        self._wait_for(job, done, timeout)
+
+    def _wait_for(self, job: Job, answer: Future[T], timeout: float | None) -> T:
+        self._put(job)
         if self._thread is None or self._thread is threading.current_thread():
             self.run_pending()
         return answer.result(timeout)
@@ -139,13 +166,36 @@ class Writer:
 
     # -- on the writer's thread -----------------------------------------------------------------
 
+    def _put(self, job: Job | None, *, urgent: bool = False) -> None:
+        with self._wake:
+            (self._events if urgent else self._jobs).append(job)  # type: ignore[arg-type]
+            self._wake.notify()
+
+    def _next(self, *, wait: bool, urgent_only: bool = False) -> Job | None:
+        with self._wake:
+            while True:
+                if self._events:
+                    return self._events.popleft()
+                if urgent_only:
+                    return None
+                if self._jobs:
+                    job = self._jobs.popleft()
+                    return job if job is not None else _STOP
+                if not wait:
+                    return None
+                self._wake.wait()
+
     def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            self._do(job)
+        while (job := self._next(wait=True)) is not _STOP:
+            if job is not None:
+                self._do(job)
 
     def _do(self, job: Job) -> None:
         try:
-            job()
+            steps = job()
+            for _ in steps or ():
+                while (event := self._next(wait=False, urgent_only=True)) is not None:
+                    self._do(event)
         except Exception:
             log.exception("the bridge failed to apply a change")
 
@@ -156,7 +206,7 @@ class Writer:
                 return
             self._publish_events(events, from_webhook=from_webhook)
 
-        self._jobs.put(job)
+        self._put(job, urgent=True)
 
     def _publish_events(self, events: list[Event], *, from_webhook: bool) -> None:
         new = 0
@@ -174,12 +224,15 @@ class Writer:
         if new and not from_webhook:
             log.info("%d events pulled from Minut that no webhook had delivered", new)
 
-    def _apply_poll(self, devices: list[Device], homes: list[Home]) -> None:
+    def _apply_poll(self, devices: list[Device], homes: list[Home]) -> Iterator[None]:
         mirror = self._mirror
         counts = (len(devices), len(homes))
         if counts != (len(mirror.devices), len(mirror.homes)):
             log.info("Minut account: %d Points in %d homes", *counts)
-        mirror.apply_poll(devices, homes)
+        for number, _ in enumerate(mirror.poll_steps(devices, homes)):
+            if number == 0 and not self._events_open:
+                self._open_for_events()  # the Points are known: held events find theirs
+            yield
         self._status.account_size(*counts)
 
     def _open_for_events(self) -> None:
@@ -188,13 +241,18 @@ class Writer:
         for job in held:
             job()
 
-    def _sweep_orphans(self) -> None:
-        self._mirror.sweep_orphans()
-
-    def _republish(self) -> None:
-        self._republish_queued.clear()
+    def _republish(self) -> Iterator[None]:
+        with self._wake:
+            self._republish_queued = False
         self._refresh_status()  # the status as it is now, not as it was at the last refresh
-        self._mirror.republish()
+        yield from self._mirror.republish_steps()
 
     def _refresh_status(self) -> None:
         self._mirror.set_status(status_document(self._status.snapshot()))
+
+
+def _stop_marker() -> None:
+    """Queued by stop(): the worker ends once it reaches it."""
+
+
+_STOP: Job = _stop_marker
