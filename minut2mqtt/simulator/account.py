@@ -1,9 +1,10 @@
 """`SimulatedAccount`: one Minut account behind the simulator, and the controls tests and the
 demo use on it.
 
-The account is assembled from focused parts that know nothing of threads: its data (homes.py),
-OAuth grants (oauth.py), webhooks (webhooks.py), scripted faults (faults.py), the request budget
-(ratelimit.py) and the demo's life (life.py). This class owns the one RLock that guards them all:
+The account is assembled from focused parts that know nothing of threads: its data (homes.py,
+guests.py), OAuth grants (oauth.py), webhooks (webhooks.py), scripted faults (faults.py), the
+request budget (ratelimit.py) and the demo's life (life.py); its write side (arming, settings,
+guests, the write log) is in controls.py. This class owns the one RLock that guards them all:
 every public method is thread-safe and returns copies, so callers can never change the state
 behind the lock's back.
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 from . import life
 from .api import DEVICES_PAGING, EVENTS_PAGING, HOMES_PAGING, DeliveryStyle, JsonObject
+from .controls import AccountControls
 from .delivery import DeliveryOutcome, PendingDelivery
 from .faults import FailurePlan, PlannedFailure
 from .homes import HomeStore
@@ -25,8 +27,8 @@ from .ratelimit import SlidingWindowLimiter
 from .webhooks import WebhookRegistry
 
 
-class SimulatedAccount:
-    """One Minut account: its OAuth client, homes, devices, event history and webhooks."""
+class SimulatedAccount(AccountControls):
+    """One Minut account: its OAuth client, homes, devices, guests, event history and webhooks."""
 
     def __init__(
         self,
@@ -39,6 +41,7 @@ class SimulatedAccount:
         user_id: str = "sim-user",
         email: str = "owner@example.com",
         heartbeat_interval: int = 3600,
+        alarm_grace_seconds: float = 0,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -65,6 +68,7 @@ class SimulatedAccount:
         self.devices_paging = DEVICES_PAGING
         self.events_paging = EVENTS_PAGING
         """How `GET /homes`, `GET /devices` and `GET /events` page (tests set the other answers)."""
+        self._init_controls(alarm_grace_seconds)
 
     @property
     def delivery_style(self) -> DeliveryStyle:
@@ -106,8 +110,12 @@ class SimulatedAccount:
         battery_percent: int = 87,
         readings: Mapping[str, float] | None = None,
         offline: bool = False,
+        reactions: Sequence[Mapping[str, Any]] | None = None,
+        quiet_hours: Mapping[str, Any] | None = None,
     ) -> JsonObject:
-        """Add a Point; `readings=None` leaves out `latest_sensor_values` entirely."""
+        """Add a Point; `readings=None` leaves out `latest_sensor_values` entirely, and
+        `reactions=None`, `quiet_hours=None` leave out those keys (see thresholds.py for the
+        defaults: `default_reactions()`, `default_quiet_hours()`)."""
         with self._lock:
             return self._store.add_device(
                 device_id,
@@ -119,6 +127,8 @@ class SimulatedAccount:
                 readings=readings,
                 offline=offline,
                 heartbeat_interval=self.heartbeat_interval,
+                reactions=reactions,
+                quiet_hours=quiet_hours,
             )
 
     def remove_device(self, device_id: str) -> None:
@@ -141,6 +151,7 @@ class SimulatedAccount:
             self._store.set_battery(device_id, percent)
 
     def set_alarm_status(self, home_id: str, status: str) -> JsonObject:
+        """Set any `alarm_status` at once, as Minut itself would (`critical_event`, …)."""
         with self._lock:
             return self._store.set_alarm_status(home_id, status)
 
@@ -149,7 +160,8 @@ class SimulatedAccount:
             self._store.set_ongoing(device_id, event_types)
 
     def update_device(self, device_id: str, settings: Mapping[str, Any]) -> JsonObject:
-        """Merge settings (e.g. `reactions`, `quiet_hours`) into the device, as PUT does."""
+        """Change `description`, `reactions` (merged by type) and `quiet_hours` (by key) as
+        `PUT /devices/{id}` does: all of them, or (ValueError) none."""
         with self._lock:
             return self._store.update_device(device_id, settings)
 

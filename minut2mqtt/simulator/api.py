@@ -1,6 +1,7 @@
 """What every part of the simulated Minut API shares: its URL paths, the JSON-object type, and the
 shapes of its answers where the contract says *unknown* (how lists page, how deliveries prove
-where they come from), so that tests can make the simulator give each possible answer."""
+where they come from, which endpoint arms a home, what a guest's fields are called), so that
+tests can make the simulator give each possible answer."""
 
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -13,6 +14,7 @@ TOKEN_PATH: Final = API_PREFIX + "/oauth/token"
 AUTHORIZE_PATH: Final = API_PREFIX + "/oauth/authorize"
 OAUTH_PATHS: Final = frozenset({TOKEN_PATH, AUTHORIZE_PATH})
 """The OAuth endpoints: no bearer token, no request budget, and spared by untargeted faults."""
+WRITE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 @dataclass(frozen=True)
@@ -65,3 +67,70 @@ class DeliveryStyle:
     signature_format: Literal["hex", "sha256=hex", "base64"] | None = "hex"
     token_in: Literal["header", "body", "nowhere"] = "header"
     token_header: str = "X-Minut-Token"
+
+
+EndpointAnswer = Literal["works", "not_found", "not_allowed"]
+"""What an endpoint that may or may not exist does: its job, or 404, or 405."""
+
+
+@dataclass(frozen=True)
+class AlarmEndpoints:
+    """Which requests arm and disarm a home (the contract has seen three; v8 clients PATCH).
+
+    `patch_alarm`, `put_alarm`: `PATCH` and `PUT /homes/{id}/alarm`;
+    `put_home`: the `alarm_status` field of `PUT /homes/{id}`, where `ignored` answers 200 and
+    leaves the alarm as it was, and 404/405 are answered only when the body carries that field
+    (the rest of the body, `disturbance_monitoring_active`, keeps working).
+    """
+
+    patch_alarm: EndpointAnswer = "works"
+    put_alarm: EndpointAnswer = "not_allowed"
+    put_home: EndpointAnswer | Literal["ignored"] = "ignored"
+
+
+V8_ALARM_ENDPOINTS: Final = AlarmEndpoints()
+"""The default: only v8's `PATCH /homes/{id}/alarm` arms."""
+OLD_ALARM_ENDPOINTS: Final = AlarmEndpoints(
+    patch_alarm="not_found", put_alarm="not_found", put_home="works"
+)
+"""An API where only older clients' `PUT /homes/{id}` with `alarm_status` arms."""
+EVERY_ALARM_ENDPOINT: Final = AlarmEndpoints(
+    patch_alarm="works", put_alarm="works", put_home="works"
+)
+
+
+@dataclass(frozen=True)
+class GuestStyle:
+    """How the guest endpoints name a stay's fields and list them (the contract does not say).
+
+    The `*_field`s name the guest's id, name, check-in, check-out and phone number;
+    `time_format`: `iso` (UTC, like every other time of the API), `iso_offset` (the home's local
+    time with its offset) or `epoch` (whole seconds); `list_key`: the key the list is under
+    (None: a bare JSON array); `paging`: how the list pages (None: always whole, no paging object).
+    """
+
+    id_field: str = "guest_id"
+    name_field: str = "name"
+    check_in_field: str = "check_in_at"
+    check_out_field: str = "check_out_at"
+    phone_field: str = "phone_number"
+    time_format: Literal["iso", "iso_offset", "epoch"] = "iso"
+    list_key: str | None = "guests"
+    paging: Paging | None = None
+
+    def __post_init__(self) -> None:
+        if self.paging is not None and self.list_key is None:
+            raise ValueError("a paged guest list needs a list_key to sit beside its paging")
+
+
+DEFAULT_GUEST_STYLE: Final = GuestStyle()
+OTHER_GUEST_STYLE: Final = GuestStyle(
+    id_field="id",
+    name_field="guest_name",
+    check_in_field="checkin",
+    check_out_field="checkout",
+    phone_field="phone",
+    time_format="iso_offset",
+    paging=Paging(default_limit=20, max_limit=50),
+)
+"""Other names, local times with an offset, and a paging object."""

@@ -1,5 +1,6 @@
-"""The simulated API's data endpoints: the user, homes (and their alarm), devices (settings and
-sensor history), events (per home and for the account) and webhooks.
+"""The simulated API's data endpoints: the user, homes, devices (and their sensor history),
+events (per home and for the account) and webhooks; what changes homes, devices and guests is
+in write_endpoints.py.
 
 They run behind gate.py (token, budget, failures) and answer from the SimulatedAccount.
 """
@@ -44,45 +45,27 @@ def _add_user_routes(app: Flask, account: SimulatedAccount) -> None:
 def _add_home_routes(app: Flask, account: SimulatedAccount) -> None:
     @app.get(f"{API_PREFIX}/homes")
     def list_homes() -> ResponseReturnValue:
-        return _paged("homes", account.list_homes(), account.homes_paging)
+        return paged("homes", account.list_homes(), account.homes_paging)
 
     @app.get(f"{API_PREFIX}/homes/<home_id>")
     def get_home(home_id: str) -> ResponseReturnValue:
-        return _found(account.get_home(home_id), "home", home_id)
-
-    @app.route(f"{API_PREFIX}/homes/<home_id>/alarm", methods=["PATCH", "PUT"])
-    def set_alarm(home_id: str) -> ResponseReturnValue:
-        body = _json_object()
-        status = body.get("alarm_status")
-        if status not in ("on", "off"):
-            raise BadRequest('alarm_status must be "on" or "off"')
-        _found(account.get_home(home_id), "home", home_id)
-        return account.set_alarm_status(home_id, status)
+        return found(account.get_home(home_id), "home", home_id)
 
 
 def _add_device_routes(app: Flask, account: SimulatedAccount) -> None:
     @app.get(f"{API_PREFIX}/devices")
     def list_devices() -> ResponseReturnValue:
-        return _paged("devices", account.list_devices(), account.devices_paging)
+        return paged("devices", account.list_devices(), account.devices_paging)
 
     @app.get(f"{API_PREFIX}/devices/<device_id>")
     def get_device(device_id: str) -> ResponseReturnValue:
-        return _found(account.get_device(device_id), "device", device_id)
-
-    @app.put(f"{API_PREFIX}/devices/<device_id>")
-    def update_device(device_id: str) -> ResponseReturnValue:
-        settings = _json_object()
-        _found(account.get_device(device_id), "device", device_id)
-        try:
-            return account.update_device(device_id, settings)
-        except ValueError as error:
-            raise BadRequest(str(error)) from error
+        return found(account.get_device(device_id), "device", device_id)
 
     @app.get(f"{API_PREFIX}/devices/<device_id>/<sensor>")
     def sensor_series(device_id: str, sensor: str) -> ResponseReturnValue:
         if sensor not in SERIES_SENSORS:
             raise NotFound(f"unknown sensor {sensor!r}")
-        device = _found(account.get_device(device_id), "device", device_id)
+        device = found(account.get_device(device_id), "device", device_id)
         end = _time_arg("end_at") or utc_now()
         start = _time_arg("start_at") or end - DEFAULT_SERIES_SPAN
         resolution = timedelta(
@@ -104,7 +87,7 @@ def _add_device_routes(app: Flask, account: SimulatedAccount) -> None:
 def _add_event_routes(app: Flask, account: SimulatedAccount) -> None:
     @app.get(f"{API_PREFIX}/homes/<home_id>/events")
     def home_events(home_id: str) -> ResponseReturnValue:
-        _found(account.get_home(home_id), "home", home_id)
+        found(account.get_home(home_id), "home", home_id)
         wanted_types = _csv_arg("event_type")
         offset = _int_arg("offset", 0, minimum=0)
         limit = _int_arg("limit", DEFAULT_EVENT_PAGE, minimum=1, maximum=MAX_EVENT_PAGE)
@@ -126,13 +109,13 @@ def _add_event_routes(app: Flask, account: SimulatedAccount) -> None:
         events = _events_in_window(account, request.args.get("home_id"))
         if order == "desc":
             events.reverse()
-        return _paged("events", events, account.events_paging)
+        return paged("events", events, account.events_paging)
 
 
 def _add_webhook_routes(app: Flask, account: SimulatedAccount) -> None:
     @app.post(f"{API_PREFIX}/webhooks")
     def register_webhook() -> ResponseReturnValue:
-        body = _json_object()
+        body = json_object()
         url, events, token = body.get("url"), body.get("events", ["*"]), body.get("token")
         if not isinstance(url, str):
             raise BadRequest("url is required")
@@ -181,19 +164,19 @@ def _events_in_window(account: SimulatedAccount, home_id: str | None) -> list[Js
     return selected
 
 
-def _paged(key: str, items: list[JsonObject], paging: Paging) -> JsonObject:
+def paged(key: str, items: list[JsonObject], paging: Paging) -> JsonObject:
     limit = _int_arg("limit", 0, minimum=1) if request.args.get("limit") else None
     answer = paging.page(items, limit, _int_arg("offset", 0, minimum=0))
     return {key: answer.pop("items"), **answer}
 
 
-def _found(item: JsonObject | None, kind: str, item_id: str) -> JsonObject:
+def found(item: JsonObject | None, kind: str, item_id: str) -> JsonObject:
     if item is None:
         raise NotFound(f"no {kind} {item_id!r}")
     return item
 
 
-def _json_object() -> dict[str, Any]:
+def json_object() -> dict[str, Any]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")

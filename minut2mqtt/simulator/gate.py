@@ -1,17 +1,19 @@
 """What every request to the simulated API passes through, and how errors are answered.
 
 Before an endpoint runs: a scripted failure if one is planned for the path, then (for known API
-paths but the OAuth endpoints) the bearer token and the client's request budget. After it: the
-request log. Every HTTP error is answered as JSON `{"error", "message"}`, like Minut does.
+paths but the OAuth endpoints) the bearer token and the client's request budget; writes pass
+the same way as reads. After it: the request log, and the write log for every POST, PUT, PATCH
+and DELETE but the OAuth ones. Every HTTP error is answered as JSON `{"error", "message"}`, like
+Minut does (a 405 keeps its `Allow` header).
 """
 
 from flask import Flask, Response, jsonify, request
 from flask.typing import ResponseReturnValue
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.http import HTTP_STATUS_CODES
 
 from .account import SimulatedAccount
-from .api import OAUTH_PATHS, JsonObject
+from .api import OAUTH_PATHS, WRITE_METHODS, JsonObject
 
 
 def error_response(
@@ -53,12 +55,18 @@ def install_gate(app: Flask, account: SimulatedAccount) -> None:
     @app.after_request
     def log_request(response: Response) -> Response:
         account.record_request(request.method, request.path, response.status_code)
+        if request.method in WRITE_METHODS and request.path not in OAUTH_PATHS:
+            body = request.get_json(silent=True)
+            account.record_write(request.method, request.path, body, response.status_code)
         return response
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> ResponseReturnValue:
         status = error.code or 500
-        return error_response(status, _error_name(status), error.description)
+        response = error_response(status, _error_name(status), error.description)
+        if isinstance(error, MethodNotAllowed) and error.valid_methods is not None:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
 
 
 def _bearer_token() -> str:

@@ -11,14 +11,23 @@ import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from time import monotonic
 from typing import Any, Final
 
 from .api import JsonObject
+from .thresholds import check_seeded_reactions, merged_quiet_hours, merged_reactions
 from .timefmt import format_time, parse_time, utc_now
 
 ALARM_STATUSES: Final = frozenset(
     {"on", "off", "on_grace_period", "off_grace_period", "critical_event"}
 )
+
+ALARM_REQUESTS: Final = frozenset({"on", "off"})
+"""What a client may ask for: arm (`on`, after the grace period) or disarm (`off`)."""
+WRITABLE_HOME_FIELDS: Final = frozenset(
+    {"alarm_status", "alarm_mode", "disturbance_monitoring_active"}
+)
+WRITABLE_DEVICE_FIELDS: Final = frozenset({"description", "reactions", "quiet_hours"})
 
 STATE_ON_TO_OFF_EVENT: Final[Mapping[str, str]] = {
     "temperature_high": "temperature_dropped_normal",
@@ -54,6 +63,9 @@ class HomeStore:
         self._homes: dict[str, JsonObject] = {}
         self._devices: dict[str, JsonObject] = {}
         self._events: list[JsonObject] = []
+        self._arming_until: dict[str, float] = {}
+        """Homes in `on_grace_period` and the monotonic time they become `on`."""
+        self.alarm_grace_seconds = 0.0
 
     # --- homes and devices -------------------------------------------------------------------
 
@@ -98,6 +110,8 @@ class HomeStore:
         readings: Mapping[str, float] | None,
         offline: bool,
         heartbeat_interval: timedelta,
+        reactions: Sequence[Mapping[str, Any]] | None = None,
+        quiet_hours: Mapping[str, Any] | None = None,
     ) -> JsonObject:
         if device_id in self._devices:
             raise ValueError(f"device {device_id!r} already exists")
@@ -125,6 +139,10 @@ class HomeStore:
             device["latest_sensor_values"] = {
                 key: {"time": heard_at, "value": value} for key, value in readings.items()
             }
+        if reactions is not None:
+            device["reactions"] = check_seeded_reactions(reactions)
+        if quiet_hours is not None:
+            device["quiet_hours"] = merged_quiet_hours(None, dict(quiet_hours))
         self._devices[device_id] = device
         home["devices"].append(device_id)
         return copy.deepcopy(device)
@@ -153,23 +171,75 @@ class HomeStore:
         _check_alarm_status(status)
         home = self._require_home(home_id)
         home["alarm_status"] = status
+        self._arming_until.pop(home_id, None)
+        return copy.deepcopy(home)
+
+    def update_home(self, home_id: str, settings: Mapping[str, Any]) -> JsonObject:
+        """Apply what a client may change (see WRITABLE_HOME_FIELDS), all of it or, on
+        ValueError, nothing. Arming goes through `on_grace_period` for `alarm_grace_seconds`."""
+        home = self._require_home(home_id)
+        refused = set(settings) - WRITABLE_HOME_FIELDS
+        if refused:
+            raise ValueError(f"not writable: {', '.join(sorted(refused))}")
+        status = settings.get("alarm_status")
+        if "alarm_status" in settings and status not in ALARM_REQUESTS:
+            raise ValueError(f'alarm_status must be "on" or "off", got {status!r}')
+        mode = settings.get("alarm_mode", "manual")
+        if mode != "manual":
+            raise ValueError(f'alarm_mode must be "manual", got {mode!r}')
+        monitoring = settings.get("disturbance_monitoring_active", False)
+        if not isinstance(monitoring, bool):
+            raise ValueError(f"disturbance_monitoring_active must be a boolean, got {monitoring!r}")
+        if "disturbance_monitoring_active" in settings:
+            home["disturbance_monitoring_active"] = monitoring
+        if "alarm_mode" in settings:
+            home["alarm_mode"] = mode
+        if status == "off":
+            self.set_alarm_status(home_id, "off")
+        elif status == "on" and home["alarm_status"] not in ("on", "on_grace_period"):
+            if self.alarm_grace_seconds > 0:
+                self.set_alarm_status(home_id, "on_grace_period")
+                self._arming_until[home_id] = monotonic() + self.alarm_grace_seconds
+            else:
+                self.set_alarm_status(home_id, "on")
         return copy.deepcopy(home)
 
     def set_ongoing(self, device_id: str, event_types: Sequence[str]) -> None:
         self._require_device(device_id)["ongoing_events"] = list(event_types)
 
     def update_device(self, device_id: str, settings: Mapping[str, Any]) -> JsonObject:
-        read_only = {"device_id", "home"} & settings.keys()
-        if read_only:
-            raise ValueError(f"read-only device fields: {', '.join(sorted(read_only))}")
+        """Apply what a client may change (see WRITABLE_DEVICE_FIELDS), all of it or, on
+        ValueError, nothing: reactions merge by type, quiet hours by key."""
         device = self._require_device(device_id)
-        device.update(copy.deepcopy(dict(settings)))
+        refused = set(settings) - WRITABLE_DEVICE_FIELDS
+        if refused:
+            raise ValueError(f"not writable: {', '.join(sorted(refused))}")
+        changes: JsonObject = {}
+        if "description" in settings:
+            description = settings["description"]
+            if not isinstance(description, str) or not description.strip():
+                raise ValueError(f"description must be a non-empty string, got {description!r}")
+            changes["description"] = description
+        if "reactions" in settings:
+            changes["reactions"] = merged_reactions(
+                device.get("reactions", []), settings["reactions"]
+            )
+        if "quiet_hours" in settings:
+            changes["quiet_hours"] = merged_quiet_hours(
+                device.get("quiet_hours"), settings["quiet_hours"]
+            )
+        device.update(changes)
         return copy.deepcopy(device)
 
+    def set_reactions(self, device_id: str, reactions: Sequence[Mapping[str, Any]]) -> None:
+        self._require_device(device_id)["reactions"] = check_seeded_reactions(reactions)
+
     def list_homes(self) -> list[JsonObject]:
+        self._finish_grace_periods()
         return copy.deepcopy(list(self._homes.values()))
 
     def get_home(self, home_id: str) -> JsonObject | None:
+        self._finish_grace_periods()
         return copy.deepcopy(self._homes.get(home_id))
 
     def list_devices(self) -> list[JsonObject]:
@@ -225,7 +295,16 @@ class HomeStore:
 
     # --- internals -----------------------------------------------------------------------------
 
+    def _finish_grace_periods(self) -> None:
+        """Arm the homes whose grace period is over (on the next look, so no timer is needed)."""
+        now = monotonic()
+        for home_id, armed_at in list(self._arming_until.items()):
+            if armed_at <= now:
+                del self._arming_until[home_id]
+                self._homes[home_id]["alarm_status"] = "on"
+
     def _require_home(self, home_id: str) -> JsonObject:
+        self._finish_grace_periods()
         home = self._homes.get(home_id)
         if home is None:
             raise KeyError(f"unknown home {home_id!r}")

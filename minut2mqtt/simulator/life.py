@@ -1,5 +1,6 @@
 """Life in the demo account: heartbeats that let readings wander and batteries drain, and
-plausible random events, where paired states alternate (a disturbance is followed by its end).
+plausible random events, where paired states alternate (a disturbance is followed by its end),
+thresholds follow the device's reactions, and a home with noise monitoring off hears none.
 
 Both work on a HomeStore under SimulatedAccount's lock. `next_random_event` only decides what
 happens; the account injects the event it returns, so webhooks hear of it like any other.
@@ -40,6 +41,12 @@ RANDOM_EVENT_WEIGHTS: Final[Mapping[str, float]] = {
     "unknown": 0.3,
 }
 UNKNOWN_EVENT_TYPE: Final = "future_event_type"
+HIGH_THRESHOLD_BY_EVENT: Final[Mapping[str, tuple[str, float, float]]] = {
+    "avg_sound_high": ("sound_level_high", 75.0, 13.0),
+    "temperature_high": ("temperature_high", 27.5, 3.5),
+}
+"""The reaction an event's threshold comes from, its value without one, and how far above it
+a crossing reading may be."""
 
 
 @dataclass(frozen=True)
@@ -88,13 +95,13 @@ def next_random_event(store: HomeStore, rng: random.Random) -> NextEvent:
     match kind:
         case "temperature":
             return _threshold_event(
-                store, rng, device, "temperature_high", "temperature", (27.5, 31.0), (20.0, 23.0)
+                store, rng, device, "temperature_high", "temperature", (20.0, 23.0)
             )
         case "sound":
-            return _threshold_event(
-                store, rng, device, "avg_sound_high", "sound", (75.0, 88.0), (35.0, 45.0)
-            )
-        case "disturbance":
+            return _threshold_event(store, rng, device, "avg_sound_high", "sound", (35.0, 45.0))
+        case "disturbance" if "disturbance_first_notice" in ongoing or _monitors_noise(
+            store, home_id
+        ):
             if "disturbance_first_notice" in ongoing:
                 return NextEvent("disturbance_ended", home_id)
             return NextEvent(
@@ -126,13 +133,22 @@ def _threshold_event(
     device: JsonObject,
     on_event: str,
     reading_key: str,
-    high_range: tuple[float, float],
     normal_range: tuple[float, float],
 ) -> NextEvent:
     """Cross the threshold, or back to normal if `on_event` is ongoing, moving the reading."""
+    reaction_type, threshold, spread = HIGH_THRESHOLD_BY_EVENT[on_event]
+    for reaction in device.get("reactions", []):
+        if reaction["type"] == reaction_type:
+            threshold = reaction["value"]
+    high_range = (threshold, threshold + spread)
     crossing_back = on_event in device["ongoing_events"]
     event_type = STATE_ON_TO_OFF_EVENT[on_event] if crossing_back else on_event
     value = rng.uniform(*(normal_range if crossing_back else high_range))
     if reading_key in device.get("latest_sensor_values", {}):
         store.set_reading(device["device_id"], reading_key, value, None)
     return NextEvent(event_type, device["home"], device["device_id"], sensor_value=value)
+
+
+def _monitors_noise(store: HomeStore, home_id: str) -> bool:
+    home = store.get_home(home_id)
+    return home is not None and bool(home["disturbance_monitoring_active"])

@@ -1,11 +1,15 @@
-"""A realistic demo account: two homes, five Points, and a little history."""
+"""A realistic demo account: two homes, five Points, their thresholds, guests, and a little
+history."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from .account import SimulatedAccount
+from .thresholds import default_quiet_hours, default_reactions, reaction
 from .timefmt import utc_now
 
 LEGACY_READINGS_LAST_SEEN = datetime(2021, 3, 2, 7, 41, 12, 512_000, tzinfo=UTC)
+DEMO_ALARM_GRACE_SECONDS = 5.0
+"""Long enough to see a home "arming" in the demo, short enough to wait for."""
 
 
 def demo_account(
@@ -13,14 +17,20 @@ def demo_account(
     client_id: str = "sim-client",
     client_secret: str = "sim-secret",
     heartbeat_interval: int = 3600,
+    alarm_grace_seconds: float = DEMO_ALARM_GRACE_SECONDS,
 ) -> SimulatedAccount:
     """ "Beach house" (Hallway, Living room, Bedroom) and "City flat" (Kitchen, Office).
 
     The Bedroom is an old Point v1 still carrying `pressure` and `part_als` from 2021, the
     Kitchen is offline, and the Office was just installed and has no `latest_sensor_values`.
+    Every Point has the default noise thresholds; see `_add_thresholds` and `_add_guests` for
+    the rest of the settings and the stays.
     """
     account = SimulatedAccount(
-        client_id=client_id, client_secret=client_secret, heartbeat_interval=heartbeat_interval
+        client_id=client_id,
+        client_secret=client_secret,
+        heartbeat_interval=heartbeat_interval,
+        alarm_grace_seconds=alarm_grace_seconds,
     )
     account.add_home("beach-house", "Beach house", timezone="Europe/Stockholm")
     account.add_home("city-flat", "City flat", timezone="Europe/Stockholm", alarm_status="on")
@@ -83,8 +93,48 @@ def demo_account(
         "point-office", "city-flat", "Office", firmware="2.13.1", battery_percent=100
     )
 
+    _add_thresholds(account)
+    _add_guests(account)
     _add_recent_history(account)
     return account
+
+
+def _add_thresholds(account: SimulatedAccount) -> None:
+    """The Beach house is a rental with quiet hours; the Living room also watches heat and damp,
+    and the Office carries a reaction type no bridge knows yet."""
+    for device in account.list_devices():
+        account.set_reactions(device["device_id"], default_reactions())
+    for device_id in ("point-hallway", "point-living-room", "point-bedroom"):
+        account.update_device(device_id, {"quiet_hours": default_quiet_hours(enabled=True)})
+    account.update_device(
+        "point-living-room",
+        {
+            "reactions": [
+                reaction("sound_level_high", 80, 900),
+                reaction("temperature_high", 28),
+                reaction("humidity_high", 70),
+            ]
+        },
+    )
+    account.set_reactions(
+        "point-office", [*default_reactions(), reaction("future_reaction_type", 3)]
+    )
+    account.update_device("point-office", {"quiet_hours": default_quiet_hours()})
+
+
+def _add_guests(account: SimulatedAccount) -> None:
+    """The Beach house: a stay now and the next one; the City flat: one past, one to come."""
+    today = utc_now().date()
+
+    def at(days: int, hour: int) -> datetime:
+        return datetime.combine(today + timedelta(days=days), time(hour), tzinfo=UTC)
+
+    account.add_guest(
+        "beach-house", "Alex Lindqvist", at(-2, 14), at(2, 10), phone_number="+46701234567"
+    )
+    account.add_guest("beach-house", "Sam Okafor", at(4, 14), at(9, 10), phone_number=None)
+    account.add_guest("city-flat", "Robin Berg", at(-9, 13), at(-6, 9), phone_number="+46709876543")
+    account.add_guest("city-flat", "Kim Tanaka", at(1, 15), at(3, 11), phone_number="+4670555012")
 
 
 def _add_recent_history(account: SimulatedAccount) -> None:
