@@ -121,10 +121,16 @@ def _print_welcome(
         else f"on {broker.host} only; --mqtt.host 0.0.0.0 opens it to other machines"
     )
     if _is_amqtt(broker):
+        # amqtt with Mosquitto installed: the user asked for it (auto would have picked Mosquitto)
+        get_mosquitto = (
+            "Mosquitto is installed here: drop --broker amqtt (or use\n"
+            "                 --broker auto) and the demo uses it"
+            if find_mosquitto() is not None
+            else "install Mosquitto (apt install mosquitto) and the\n                 demo uses it"
+        )
         kind = (
             "embedded amqtt, MQTT 3.1.1 only: Home Assistant 2027.1 and later need an\n"
-            "                 MQTT 5 broker; install Mosquitto (apt install mosquitto) and the\n"
-            "                 demo uses it"
+            f"                 MQTT 5 broker; {get_mosquitto}"
         )
         birth_note = (
             "\n                 (amqtt drops a QoS 0 publish from a client that disconnects at"

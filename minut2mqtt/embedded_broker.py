@@ -18,6 +18,7 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, Self
 
+from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
 from amqtt.broker import Broker
 
 __all__ = ["EmbeddedBroker", "EmbeddedBrokerError", "first_free_port"]
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 _AMQTT_LOGGER = "amqtt"
 _TRANSITIONS_LOGGER = "transitions"
 _SHUTDOWN_TIMEOUT = 5.0
+_MQTT_311 = 4  # the protocol level in a CONNECT packet; the only one amqtt speaks
+_PROTOCOL_NAMES = {3: "MQTT 3.1", 5: "MQTT 5"}
 
 
 class EmbeddedBrokerError(RuntimeError):
@@ -120,6 +123,43 @@ def _broker_config(host: str, port: int) -> dict[str, Any]:
     }
 
 
+class _SniffingReader(StreamReaderAdapter):  # type: ignore[misc]  # amqtt is untyped
+    """Keeps the first bytes a client sends: the CONNECT packet's protocol level is among them."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        super().__init__(reader)
+        self.head = bytearray()
+
+    async def read(self, n: int = -1) -> bytes:
+        data: bytes = await super().read(n)
+        if len(self.head) < 16:
+            self.head += data[: 16 - len(self.head)]
+        return data
+
+
+class _QuietWriter(StreamWriterAdapter):  # type: ignore[misc]  # amqtt is untyped
+    """Closing a connection the client already dropped is not an error (amqtt 0.12.1 raises
+    OSError ENOTCONN from write_eof() when a refused client hangs up before the CONNACK)."""
+
+    async def close(self) -> None:
+        with contextlib.suppress(OSError):
+            await super().close()
+
+
+def _protocol_level(head: bytes) -> int | None:
+    """The protocol level of the CONNECT packet `head` starts (None: not one, or too short)."""
+    if not head or head[0] >> 4 != 1:
+        return None
+    index = 1
+    while index < len(head) and head[index] & 0x80:  # the remaining length, 1-4 bytes
+        index += 1
+    index += 1
+    if index + 2 > len(head):
+        return None
+    level_at = index + 2 + int.from_bytes(head[index : index + 2], "big")
+    return head[level_at] if level_at < len(head) else None
+
+
 class _Broker(Broker):  # type: ignore[misc]  # amqtt is untyped
     """amqtt's Broker with repairs to how it ends TCP connections (amqtt 0.12.1).
 
@@ -130,12 +170,17 @@ class _Broker(Broker):  # type: ignore[misc]  # amqtt is untyped
       cancellation is lost when a packet arrives at the same moment (asyncio.wait_for), and
       shutdown() then hangs until the keep-alive expires. drop_clients() closes the sockets
       first, so every reader ends on EOF whatever happened to the cancellation.
+    - A client refused for its protocol version (MQTT 5) that hangs up at once made amqtt
+      raise OSError out of the connection handler: asyncio printed a traceback. Errors end
+      the connection quietly now, and the refusal gets one line in minut2mqtt's log (amqtt's
+      own log is off unless debugging).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._client_writers: set[asyncio.StreamWriter] = set()
         self._client_tasks: set[asyncio.Task[Any]] = set()
+        self._refused_hosts: set[str] = set()
 
     def stream_connected(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
@@ -151,13 +196,37 @@ class _Broker(Broker):  # type: ignore[misc]  # amqtt is untyped
         task = asyncio.current_task()
         if task is not None:
             self._client_tasks.add(task)
+        sniffer = _SniffingReader(reader)
         try:
-            await super().stream_connected(reader, writer, listener_name)
+            await self._client_connected(listener_name, sniffer, _QuietWriter(writer))
+        except OSError as error:  # the client went away: nothing to report
+            log.debug("embedded MQTT broker lost a client: %s", error)
+        except Exception as error:  # one line in the log, not a traceback
+            # an MQTT 5 CONNECT can trip amqtt's 3.1.1 decoder: _report_refusal covers that
+            if _protocol_level(bytes(sniffer.head)) in (None, _MQTT_311):
+                log.warning("embedded MQTT broker dropped a client after an error: %r", error)
         finally:
+            self._report_refusal(_protocol_level(bytes(sniffer.head)), writer)
             writer.close()
             self._client_writers.discard(writer)
             if task is not None:
                 self._client_tasks.discard(task)
+
+    def _report_refusal(self, level: int | None, writer: asyncio.StreamWriter) -> None:
+        """One line for a client amqtt refused for its protocol version (amqtt's own log is
+        off). The first refusal from each host is a warning, later ones are debug messages."""
+        if level is None or level == _MQTT_311:
+            return
+        peer = writer.get_extra_info("peername")
+        host = str(peer[0]) if peer else "?"
+        first = host not in self._refused_hosts
+        self._refused_hosts.add(host)
+        log.log(
+            logging.WARNING if first else logging.DEBUG,
+            "refused an %s client from %s: the embedded broker speaks MQTT 3.1.1 only",
+            _PROTOCOL_NAMES.get(level, f"MQTT protocol level {level}"),
+            host,
+        )
 
     def bound_port(self) -> int:
         """The port the TCP listener bound (amqtt has no public accessor)."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,3 +167,39 @@ def test_first_free_port_skips_a_taken_port() -> None:
         assert first_free_port("127.0.0.1", preferred) > preferred
         with pytest.raises(EmbeddedBrokerError, match="no free port"):
             first_free_port("127.0.0.1", preferred, attempts=1)
+
+
+REFUSED_MQTT5 = (
+    "refused an MQTT 5 client from 127.0.0.1: the embedded broker speaks MQTT 3.1.1 only"
+)
+
+
+def test_embedded_broker_refuses_an_mqtt5_client_in_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="minut2mqtt.embedded_broker")
+    refused = threading.Event()
+    with EmbeddedBroker(port=0) as broker:
+        # Hanging up right after CONNECT made amqtt raise OSError: asyncio logged a traceback.
+        hasty = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        hasty.connect(broker.host, broker.port)
+        hasty.socket().close()
+        patient = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        patient.on_connect = lambda client, userdata, flags, reason, properties: (
+            refused.set() if reason.is_failure else None
+        )
+        patient.connect(broker.host, broker.port)
+        patient.loop_start()
+        try:
+            assert refused.wait(5)
+        finally:
+            patient.disconnect()
+            patient.loop_stop()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            lines = [r for r in caplog.records if r.getMessage() == REFUSED_MQTT5]
+            if len(lines) >= 2:
+                break
+            time.sleep(0.05)
+    assert [r.levelno for r in lines][:2] == [logging.WARNING, logging.DEBUG]  # once per host
+    assert not [r for r in caplog.records if r.name == "asyncio" or r.exc_info]

@@ -129,6 +129,50 @@ def test_demo_runs_everything_embedded(tmp_path, broker):
     assert speaks in output
 
 
+def test_demo_on_amqtt_refuses_an_mqtt5_client_in_one_line(tmp_path):
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    port = random_free_port()
+    log = tmp_path / "demo.log"
+    process = start_command(
+        "demo", "--duration", "60", f"--mqtt.port={port}", "--broker=amqtt", env={}, log=log
+    )
+    refusal = "refused an MQTT 5 client from 127.0.0.1: the embedded broker speaks MQTT 3.1.1 only"
+    try:
+        deadline = time.monotonic() + 20
+        while "demo is running" not in log.read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.2)
+        for hang_up_at_once in (True, False):
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+            client.connect("127.0.0.1", port)
+            if hang_up_at_once:  # amqtt raised OSError out of its handler: a traceback
+                client.socket().close()
+            else:
+                client.loop_start()
+                time.sleep(1)
+                client.disconnect()
+                client.loop_stop()
+        deadline = time.monotonic() + 5
+        while refusal not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = log.read_text()
+    assert "Traceback" not in output
+    assert output.count(refusal) == 1  # later refusals from the same host are debug lines
+    # the bridge itself speaks 3.1.1 to amqtt: states flowed
+    assert "state " in output
+    if find_mosquitto():  # --broker amqtt was a choice: say how to get MQTT 5
+        assert "Mosquitto is installed here: drop --broker amqtt" in output
+    else:
+        assert "install Mosquitto" in output
+
+
 def test_run_with_the_webhook_port_taken_says_so(tmp_path, simulator):
     import socket
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 
+import pytest
 import requests
 from conftest import webhook_url
+
+from minut2mqtt.web.verification import Proofs, Refusal, RefusalReport
 
 DEV1_EVENT = "minut2mqtt/device/dev1/event"
 
@@ -48,8 +52,9 @@ def test_a_restart_reuses_the_hook(start_registering_daemon, account):
 
 
 def test_signed_deliveries_pass_and_unauthenticated_ones_are_refused(
-    start_registering_daemon, account, recorder
+    start_registering_daemon, account, recorder, caplog
 ):
+    caplog.set_level(logging.WARNING, logger="minut2mqtt.web")
     daemon = start_registering_daemon()
     sent = account.inject_event("pir_motion", home_id="home1", device_id="dev1")
     received = recorder.wait_for_topic(DEV1_EVENT)
@@ -67,3 +72,28 @@ def test_signed_deliveries_pass_and_unauthenticated_ones_are_refused(
     )
     time.sleep(0.5)
     assert not [m for m in recorder.messages if m.topic == DEV1_EVENT]
+    # the log line names the reason as /metrics counts it
+    [line] = [r.getMessage() for r in caplog.records if "delivery refused" in r.getMessage()]
+    assert "delivery refused (no_signature): no signature in header X-Minut-Signature" in line
+    assert "and no registration token" in line
+
+
+PROOFS = Proofs(signature=None, token=None, hook_id=None, header_names=(), body_keys=())
+
+
+@pytest.mark.parametrize("reason", list(Refusal))
+def test_the_refusal_log_line_names_its_reason(caplog, reason):
+    caplog.set_level(logging.WARNING, logger="minut2mqtt.web")
+    RefusalReport("X-Sig", "X-Tok").refused(reason, PROOFS)
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith(f"webhook delivery refused ({reason.value}): ")
+
+
+@pytest.mark.parametrize("verification", ["both", "signature"])
+def test_no_signature_where_the_signature_is_required_says_so(caplog, verification):
+    caplog.set_level(logging.WARNING, logger="minut2mqtt.web")
+    report = RefusalReport("X-Sig", "X-Tok", verification=verification)
+    report.refused(Refusal.NO_SIGNATURE, PROOFS)
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "no signature in header X-Sig (webhook.signature_header), required with " in line
+    assert f"webhook.verification: {verification}" in line and "token" not in line

@@ -50,7 +50,9 @@ class WebhookIntake:
 
 
 def add_webhook_routes(app: Flask, intake: WebhookIntake) -> None:
-    report = RefusalReport(intake.signature_header, intake.token_header)
+    report = RefusalReport(
+        intake.signature_header, intake.token_header, verification=intake.verification
+    )
 
     @app.post(WEBHOOK_PREFIX + "<path_secret>")
     def receive(path_secret: str) -> Response:

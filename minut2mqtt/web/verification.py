@@ -91,17 +91,20 @@ def refusal(
 
 
 class RefusalReport:
-    """Logs the first refusal, then at most one an hour, in one line: which check failed and
-    what the delivery carried (header names and body keys, never their values)."""
+    """Logs the first refusal, then at most one an hour, in one line: the reason's name (its
+    label in /metrics), which check failed and what the delivery carried (header names and body
+    keys, never their values)."""
 
     def __init__(
         self,
         signature_header: str,
         token_header: str,
         monotonic: Callable[[], float] = time.monotonic,
+        verification: WebhookVerification = "any",
     ) -> None:
         self._signature_header = signature_header
         self._token_header = token_header
+        self._verification = verification
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._next_report_at: float | None = None
@@ -117,8 +120,9 @@ class RefusalReport:
             earlier, self._unreported = self._unreported, 0
         since = f"; {earlier} more refused since the last report" if earlier else ""
         log.warning(
-            "webhook delivery refused: %s (it carried headers %s and body keys %s); see "
+            "webhook delivery refused (%s): %s (it carried headers %s and body keys %s); see "
             "Troubleshooting in the README%s. Missed events are pulled from Minut meanwhile",
+            reason.value,
             self._explain(reason),
             ", ".join(proofs.header_names) or "none",
             ", ".join(proofs.body_keys) or "none",
@@ -127,9 +131,13 @@ class RefusalReport:
 
     def _explain(self, reason: Refusal) -> str:
         signature, token = self._signature_header, self._token_header
+        no_signature = f"no signature in header {signature} (webhook.signature_header)"
+        if self._verification == "any":  # neither proof came: a wrong one has its own reason
+            no_signature += f" and no registration token (header {token} or body field 'token')"
+        else:  # `both` or `signature`: the signature is required whatever the token
+            no_signature += f", required with webhook.verification: {self._verification}"
         return {
-            Refusal.NO_SIGNATURE: f"no signature in header {signature} (webhook.signature_header)"
-            f" and no valid registration token (header {token} or body field 'token')",
+            Refusal.NO_SIGNATURE: no_signature,
             Refusal.SIGNATURE_MISMATCH: f"the signature in header {signature} is not the "
             "HMAC-SHA256 of the body under our hook secret",
             Refusal.TOKEN_MISSING: f"no registration token in header {token} "
