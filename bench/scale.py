@@ -20,6 +20,8 @@ Needs Mosquitto (apt-get install mosquitto).
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing
 import os
 import signal
 import statistics
@@ -29,6 +31,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -54,7 +57,6 @@ class Subscriber:
         self.total = 0
         self.configs_republished = 0
         self.redundant_configs = 0
-        self.event_arrivals: dict[str, float] = {}
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
@@ -67,11 +69,6 @@ class Subscriber:
         with self.lock:
             self.total += 1
             if topic.endswith("/event"):
-                marker = b'"id": "'
-                start = payload.find(marker)
-                if start >= 0:
-                    event_id = payload[start + len(marker) : payload.find(b'"', start + 7)]
-                    self.event_arrivals.setdefault(event_id.decode(), now)
                 return
             if topic.endswith("/config") and not message.retain:
                 self.configs_republished += 1
@@ -150,10 +147,30 @@ def account_of(points: int, per_home: int) -> SimulatedAccount:
 
 
 def deliver_events(
-    webhook_url: str, points: int, per_home: int, count: int, sent: dict[str, float]
-) -> None:
-    """`count` alarm_heard deliveries POSTed to the bridge at EVENT_RATE per second."""
+    webhook_url: str, broker_port: int, points: int, per_home: int, count: int
+) -> list[float]:
+    """`count` alarm_heard deliveries POSTed to the bridge at EVENT_RATE per second; the
+    milliseconds from each POST to its arrival at a subscriber of the event topics.
+
+    Runs in a process of its own: the simulator and the `#` subscriber share this one's GIL,
+    and would delay the timestamps by as long as they hold it."""
+    arrived: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        now = time.monotonic()
+        event_id = json.loads(message.payload).get("id")
+        with lock:
+            arrived.setdefault(event_id, now)
+
+    listener = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    listener.on_message = on_message
+    listener.connect("127.0.0.1", broker_port)
+    listener.subscribe("minut2mqtt/device/+/event", qos=2)
+    listener.loop_start()
+    time.sleep(0.5)
     session = requests.Session()
+    sent: dict[str, float] = {}
     started = time.monotonic()
     for number in range(count):
         point = number * 7919 % points
@@ -169,15 +186,20 @@ def deliver_events(
         sent[event_id] = time.monotonic()
         session.post(webhook_url, json=delivery, timeout=10)
         time.sleep(max(0.0, started + (number + 1) / EVENT_RATE - time.monotonic()))
+    time.sleep(2)
+    listener.loop_stop()
+    with lock:
+        delays = [(arrived[i] - sent[i]) * 1000 for i in sent if i in arrived]
+    return delays + [float("nan")] * (count - len(delays))
 
 
-def latencies(sent: dict[str, float], arrived: dict[str, float]) -> str:
-    delays = sorted((arrived[i] - sent[i]) * 1000 for i in sent if i in arrived)
+def latencies(measured: list[float]) -> str:
+    delays = sorted(d for d in measured if d == d)  # NaN: never arrived
     if not delays:
         return "none arrived"
     p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
     return (
-        f"{len(delays)}/{len(sent)} arrived, p50 {statistics.median(delays):.1f} ms, "
+        f"{len(delays)}/{len(measured)} arrived, p50 {statistics.median(delays):.1f} ms, "
         f"p99 {p99:.1f} ms, max {delays[-1]:.1f} ms"
     )
 
@@ -207,11 +229,9 @@ def run(points: int, per_home: int, discovery: str, steady: float) -> None:
             started = time.monotonic()
             bridge.start()
             time.sleep(3)  # the start-up burst is under way
-            burst_sent: dict[str, float] = {}
-            injector = threading.Thread(
-                target=deliver_events, args=(webhook_url, points, per_home, 300, burst_sent)
-            )
-            injector.start()
+            probes = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            probe_args = (webhook_url, broker_port, points, per_home, 300)
+            burst = probes.submit(deliver_events, *probe_args)
 
             def converged() -> bool:
                 return (
@@ -221,7 +241,7 @@ def run(points: int, per_home: int, discovery: str, steady: float) -> None:
 
             ok = wait_until(converged, 600)
             converge = time.monotonic() - started
-            injector.join()
+            burst_delays = burst.result()
             messages = subscriber.total
             time.sleep(POLL_INTERVAL + 2)  # a poll undoes the alarms the deliveries set
             cpu_before = bridge.cpu_seconds()
@@ -230,9 +250,8 @@ def run(points: int, per_home: int, discovery: str, steady: float) -> None:
             cycles = steady / POLL_INTERVAL
             cpu_per_cycle = (bridge.cpu_seconds() - cpu_before) / cycles
             per_cycle = subscriber.total / cycles
-            idle_sent: dict[str, float] = {}
-            deliver_events(webhook_url, points, per_home, 300, idle_sent)
-            time.sleep(2)
+            idle_delays = probes.submit(deliver_events, *probe_args).result()
+            probes.shutdown()
             rss = bridge.peak_rss_mb()
             minutes = (time.monotonic() - started) / 60
             statuses = Counter(status for _, _, status in account.requests)
@@ -251,8 +270,8 @@ def run(points: int, per_home: int, discovery: str, steady: float) -> None:
         f"\n{points} Points in {homes} homes, discovery {discovery}\n"
         f"  converged:          {'yes' if ok else 'NO'} in {converge:.1f} s, "
         f"{messages} messages ({expected_configs} configs, {expected_states} states)\n"
-        f"  events in burst:    {latencies(burst_sent, subscriber.event_arrivals)}\n"
-        f"  events when idle:   {latencies(idle_sent, subscriber.event_arrivals)}\n"
+        f"  events in burst:    {latencies(burst_delays)}\n"
+        f"  events when idle:   {latencies(idle_delays)}\n"
         f"  steady poll cycle:  {cpu_per_cycle:.3f} CPU s, {per_cycle:.1f} messages\n"
         f"  peak RSS:           {rss:.0f} MB\n"
         f"  API:                {requests_per_minute:.0f} requests/min, "

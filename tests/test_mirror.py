@@ -72,16 +72,18 @@ def connected_to_an_empty_broker(mirror: Mirror) -> None:
         pass
 
 
-def poll(mirror: Mirror, *devices: dict[str, Any]) -> None:
+def poll(
+    mirror: Mirror, *devices: dict[str, Any], account: str = "", home_id: str = "home1"
+) -> None:
     home = parse_home(
         {
-            "home_id": "home1",
+            "home_id": home_id,
             "name": "Beach house",
             "alarm_status": "off",
             "devices": [d["device_id"] for d in devices],
         }
     )
-    mirror.apply_poll([parse_device(d) for d in devices], [home])
+    mirror.apply_poll([parse_device(d) for d in devices], [home], account)
 
 
 def state_of(publisher: MemoryPublisher, device_id: str = "dev1") -> dict[str, Any]:
@@ -225,6 +227,20 @@ def test_device_that_leaves_the_account_is_removed_everywhere(mirror, publisher)
     assert len(dev2_topics) > 10
     poll(mirror, raw_device())
     assert not [t for t in publisher.retained if "dev2" in t]
+    assert state_of(publisher)["name"] == "Hallway"
+
+
+def test_a_point_leaves_only_when_no_account_shows_it_any_more(mirror, publisher):
+    # two Minut users share the beach house; the second also has a flat of their own
+    poll(mirror, raw_device(), account="anna")
+    flat_point = raw_device(device_id="dev9", home="home9", description="Flat")
+    poll(mirror, raw_device(), account="ben")
+    poll(mirror, flat_point, account="ben", home_id="home9")  # ben's picture: the flat only
+    assert TOPICS.device_state("dev1") in publisher.retained  # anna still shows it
+    assert TOPICS.device_state("dev9") in publisher.retained
+    mirror.forget_account("ben")  # ben disconnected
+    assert TOPICS.device_state("dev9") not in publisher.retained
+    assert TOPICS.home_state("home9") not in publisher.retained
     assert state_of(publisher)["name"] == "Hallway"
 
 

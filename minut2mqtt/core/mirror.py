@@ -13,7 +13,7 @@ import heapq
 import json
 import logging
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -31,12 +31,12 @@ from .documents import (
 )
 from .entities import (
     DEVICE_STATES,
-    HOME_EVENT_TYPES,
     HOME_STATES,
     STATUS_VALUES,
     readings_of,
 )
-from .publishing import REMEMBERED_EVENT_IDS, Publisher
+from .events import PublishedEvents, event_topics
+from .publishing import Publisher
 from .retained import RetainedTopics
 from .topics import Topics
 from .tracked import TrackedDevice, TrackedHome
@@ -76,6 +76,8 @@ class Mirror:
         self._devices_of_home: defaultdict[str, set[str]] = defaultdict(set)
         self._retained = RetainedTopics(publisher)
         self.configs = DiscoveryConfigs(self._retained, topics, device_based=device_discovery)
+        self._pictures: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+        """Each account's latest poll: the ids of its Points and homes."""
         self._polled = False
         """A poll has told which devices and homes exist."""
         self._configs_synced = False
@@ -84,23 +86,26 @@ class Mirror:
         """(when its next reading turns stale, device id), the earliest first (some outdated)."""
         self._momentary: set[str] = set()
         """Devices with a momentary state on."""
-        self._published_event_ids: OrderedDict[str, None] = OrderedDict()
-        """Ids of the latest events published: a repeated delivery is not published twice."""
+        self._published_event_ids = PublishedEvents()
         self._status: Mapping[str, Any] | None = None
 
     # -- inputs -------------------------------------------------------------------------------
 
-    def apply_poll(self, devices: Iterable[Device], homes: Iterable[Home]) -> None:
-        """Take a full picture of the account: update, add, and remove what left it."""
-        _run(self.poll_steps(devices, homes))
+    def apply_poll(
+        self, devices: Iterable[Device], homes: Iterable[Home], account: str = ""
+    ) -> None:
+        """Take a full picture of one account: update, add, and remove what left it."""
+        _run(self.poll_steps(devices, homes, account))
 
-    def poll_steps(self, devices: Iterable[Device], homes: Iterable[Home]) -> Steps:
+    def poll_steps(
+        self, devices: Iterable[Device], homes: Iterable[Home], account: str = ""
+    ) -> Steps:
+        """A home or Point leaves when no account's latest picture holds it (two Minut users
+        may share a home: its ids are the same in both)."""
         homes_now = {home.home_id: home for home in homes}
         devices_now = {device.device_id: device for device in devices}
-        for home_id in self.homes.keys() - homes_now.keys():
-            self._remove_home(home_id)
-        for device_id in self.devices.keys() - devices_now.keys():
-            self._remove_device(device_id)
+        self._pictures[account] = (frozenset(devices_now), frozenset(homes_now))
+        self._remove_absent()
         for home in homes_now.values():
             tracked = self.homes.setdefault(home.home_id, TrackedHome(home))
             if tracked.home != home:
@@ -122,18 +127,12 @@ class Mirror:
         document = json.dumps(
             event_document(event), default=str, ensure_ascii=False, allow_nan=False
         )
-        self._remember(event.id)
-        event_topics = []
-        if event.device_id is not None:
-            event_topics.append(self.topics.device_event(event.device_id))
-        if event.home_id is not None and (
-            event.device_id is None or event.type in HOME_EVENT_TYPES
-        ):
-            event_topics.append(self.topics.home_event(event.home_id))
-        for index, topic in enumerate(event_topics):
+        self._published_event_ids.add([event.id])
+        topics = event_topics(self.topics, event)
+        for index, topic in enumerate(topics):
             # The id is remembered with the last message: a crash before it repeats the
             # event rather than losing part of it.
-            last = index == len(event_topics) - 1
+            last = index == len(topics) - 1
             self._publisher.publish(
                 topic, document, retain=False, event_id=event.id if last else None
             )
@@ -157,12 +156,7 @@ class Mirror:
             if tracked is None:
                 self._momentary.discard(device_id)
                 continue
-            for key, until in list(tracked.momentary_until.items()):
-                if now >= until:
-                    del tracked.momentary_until[key]
-                    tracked.flags[key] = False
-                    tracked.state_changed = True
-            if not tracked.momentary_until:
+            if not tracked.end_momentary(now):
                 self._momentary.discard(device_id)
             self._publish_device_state(tracked)
         wall = self._now()
@@ -223,16 +217,10 @@ class Mirror:
 
     def remember_published(self, event_ids: Iterable[str]) -> None:
         """Ids a previous run published (oldest first): never published again."""
-        for event_id in event_ids:
-            self._remember(event_id)
+        self._published_event_ids.add(event_ids)
 
     def has_published(self, event_id: str) -> bool:
         return event_id in self._published_event_ids
-
-    def _remember(self, event_id: str) -> None:
-        self._published_event_ids[event_id] = None
-        if len(self._published_event_ids) > REMEMBERED_EVENT_IDS:
-            self._published_event_ids.popitem(last=False)
 
     # -- per-device bookkeeping ---------------------------------------------------------------
 
@@ -270,6 +258,18 @@ class Mirror:
         if event.home_id in self.homes:
             return self.homes[event.home_id].home.name
         return event.device_id or event.home_id or "?"
+
+    def forget_account(self, account: str) -> None:
+        """An account was disconnected: what only it showed leaves."""
+        if self._pictures.pop(account, None) is not None:
+            self._remove_absent()
+
+    def _remove_absent(self) -> None:
+        pictures = self._pictures.values()
+        for home_id in self.homes.keys() - set().union(*(homes for _, homes in pictures)):
+            self._remove_home(home_id)
+        for device_id in self.devices.keys() - set().union(*(ids for ids, _ in pictures)):
+            self._remove_device(device_id)
 
     def _remove_device(self, device_id: str) -> None:
         tracked = self.devices.pop(device_id)

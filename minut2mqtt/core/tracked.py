@@ -39,6 +39,15 @@ class TrackedDevice:
             if (reading.time or self.device.last_heard_from_at or oldest) > oldest
         )
 
+    def end_momentary(self, now: float) -> bool:
+        """Momentary states whose time is up fall back to off; True while some are still on."""
+        for key, until in list(self.momentary_until.items()):
+            if now >= until:
+                del self.momentary_until[key]
+                self.flags[key] = False
+                self.state_changed = True
+        return bool(self.momentary_until)
+
 
 @dataclass
 class TrackedHome:

@@ -50,6 +50,8 @@ class Writer:
         self._events: deque[Job] = deque()
         self._jobs: deque[Job | None] = deque()
         self._events_open = False
+        self._account_sizes: dict[str, tuple[int, int]] = {}
+        """Points and homes of each account at its last poll (logged when they change)."""
         self._held_events: list[Job] = []
         self._republish_queued = False
         self._thread: threading.Thread | None = None
@@ -73,9 +75,13 @@ class Writer:
 
     # -- what other threads send ----------------------------------------------------------------
 
-    def apply_poll(self, devices: list[Device], homes: list[Home]) -> None:
-        """A full picture of the account, applied before this returns (the poller waits)."""
-        self._run_and_wait(lambda: self._apply_poll(devices, homes), timeout=None)
+    def apply_poll(self, devices: list[Device], homes: list[Home], account: str = "") -> None:
+        """A full picture of one account, applied before this returns (the poller waits)."""
+        self._run_and_wait(lambda: self._apply_poll(devices, homes, account), timeout=None)
+
+    def forget_account(self, account: str) -> None:
+        """An account was disconnected: the Points and homes only it showed are removed."""
+        self._put(lambda: self._mirror.forget_account(account))
 
     def open_for_events(self) -> None:
         """The first poll was tried: events held until now go, in the order they came."""
@@ -224,16 +230,17 @@ class Writer:
         if new and not from_webhook:
             log.info("%d events pulled from Minut that no webhook had delivered", new)
 
-    def _apply_poll(self, devices: list[Device], homes: list[Home]) -> Iterator[None]:
+    def _apply_poll(self, devices: list[Device], homes: list[Home], account: str) -> Iterator[None]:
         mirror = self._mirror
         counts = (len(devices), len(homes))
-        if counts != (len(mirror.devices), len(mirror.homes)):
-            log.info("Minut account: %d Points in %d homes", *counts)
-        for number, _ in enumerate(mirror.poll_steps(devices, homes)):
+        if self._account_sizes.get(account) != counts:
+            self._account_sizes[account] = counts
+            log.info("Minut account%s: %d Points in %d homes", account and f" {account}", *counts)
+        for number, _ in enumerate(mirror.poll_steps(devices, homes, account)):
             if number == 0 and not self._events_open:
                 self._open_for_events()  # the Points are known: held events find theirs
             yield
-        self._status.account_size(*counts)
+        self._status.account_size(len(mirror.devices), len(mirror.homes))
 
     def _open_for_events(self) -> None:
         self._events_open = True
