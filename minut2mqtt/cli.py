@@ -35,7 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_demo(overrides, duration=args.duration, broker=args.broker)
         settings = load_settings(args.config, overrides)
-        require(settings, "minut.client_id", "minut.client_secret", purpose=args.command)
+        if settings.minut.client_id or not settings.minut.accounts:  # else minut.accounts only
+            require(settings, "minut.client_id", "minut.client_secret", purpose=args.command)
     except ConfigError as error:
         print(f"minut2mqtt: {error}", file=sys.stderr)
         return 2

@@ -243,6 +243,11 @@ def _base_type_text(annotation: Any) -> str:
         return annotation.__name__
     if _is_union(annotation):
         return " or ".join(_base_type_text(argument) for argument in typing.get_args(annotation))
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation)
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            return "list of `{" + ", ".join(item.model_fields) + "}`"
+        return f"list of {_base_type_text(item)}"
     return str(annotation).replace("typing.", "")
 
 

@@ -1,0 +1,44 @@
+"""The one settings model (CLI > environment > YAML > defaults): `model.py` loads it, `minut.py`
+and `sections.py` hold its sections. Everything is importable from here."""
+
+from .minut import DEFAULT_ACCOUNT, AccountConfig, AccountSettings, MinutSettings
+from .model import Settings, env_name, leaf_fields, load_settings, nest, require
+from .sections import (
+    CALLBACK_PATH,
+    ENV_NESTED_DELIMITER,
+    ENV_PREFIX,
+    NO_KEY_PASSPHRASE,
+    TOPIC_SEGMENT,
+    ConfigError,
+    MqttProtocol,
+    MqttSettings,
+    Section,
+    TlsSettings,
+    WebhookSettings,
+    WebhookVerification,
+)
+
+__all__ = [
+    "CALLBACK_PATH",
+    "DEFAULT_ACCOUNT",
+    "ENV_NESTED_DELIMITER",
+    "ENV_PREFIX",
+    "NO_KEY_PASSPHRASE",
+    "TOPIC_SEGMENT",
+    "AccountConfig",
+    "AccountSettings",
+    "ConfigError",
+    "MinutSettings",
+    "MqttProtocol",
+    "MqttSettings",
+    "Section",
+    "Settings",
+    "TlsSettings",
+    "WebhookSettings",
+    "WebhookVerification",
+    "env_name",
+    "leaf_fields",
+    "load_settings",
+    "nest",
+    "require",
+]
