@@ -89,17 +89,23 @@ def check_minut(settings: Settings, timeout: float) -> str:
     state_dir (refreshed if due, the new tokens kept there for the bridge); with none, it fails.
     """
     minut = settings.minut
-    if not minut.client_id or not minut.client_secret.get_secret_value():
+    accounts = minut.configured_accounts()
+    if not minut.accounts and (not minut.client_id or not minut.client_secret.get_secret_value()):
         raise CheckFailed("minut.client_id and minut.client_secret are required")
-    client = MinutClient.from_settings(
-        minut,
-        timeout=timeout,
-        state_dir=settings.state_dir,
-        page_url=page_url(settings.webhook),
-    )
-    try:
-        homes = client.get_homes()
-        devices = client.get_devices()
-    except MinutApiError as error:
-        raise CheckFailed(str(error)) from None
-    return f"{minut.api_url}: {len(devices)} Points in {len(homes)} homes"
+    results = []
+    for account in accounts:
+        client = MinutClient.from_settings(
+            minut,
+            timeout=timeout,
+            state_dir=settings.state_dir,
+            page_url=page_url(settings.webhook),
+            account=account,
+        )
+        named = f"account {account.name}: " if len(accounts) > 1 else ""
+        try:
+            homes = client.get_homes()
+            devices = client.get_devices()
+        except MinutApiError as error:
+            raise CheckFailed(f"{named}{error}") from None
+        results.append(f"{named}{len(devices)} Points in {len(homes)} homes")
+    return f"{minut.api_url}: " + "; ".join(results)

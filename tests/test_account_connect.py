@@ -238,7 +238,7 @@ def page_app(password: str | None = None) -> Any:
         now=datetime.now(UTC),
     )
     app = create_app(
-        WebhookIntake(WEBHOOK_SECRET, lambda event: None),
+        WebhookIntake(WEBHOOK_SECRET, lambda account, event: None),
         lambda: Status(mqtt_connected=True),
         page=PageOptions(
             snapshot=lambda: snapshot,
@@ -332,7 +332,7 @@ def test_a_configured_redirect_uri_is_sent_instead_of_the_derived_one(simulator,
     public = "https://home.example.org/minut/api/minut"
     tokens = token_source(simulator, tmp_path)
     app = create_app(
-        WebhookIntake(WEBHOOK_SECRET, lambda event: None),
+        WebhookIntake(WEBHOOK_SECRET, lambda account, event: None),
         lambda: Status(mqtt_connected=True),
         page=PageOptions(
             snapshot=lambda: None,  # type: ignore[arg-type,return-value]

@@ -424,7 +424,7 @@ def test_events_come_from_the_account_history_where_home_histories_are_refused(
         DEV1_EVENT, payload_predicate=lambda p: missed["id"] in p.decode()
     )
     assert document(pulled)["type"] == "alarm_heard"
-    assert second.puller.account_wide
+    assert second.first_account.puller.account_wide
     assert ("GET", "/v8/events", 200) in account.requests
 
 

@@ -219,7 +219,7 @@ def test_a_poll_is_applied_before_it_returns_and_the_next_waits_for_the_interval
     poller = Poller(
         minut,
         writer,
-        status,
+        status.account("default"),
         interval=300,
         on_homes=lambda ids, at: homes.append((ids, at)),
         monotonic=clock.monotonic,
@@ -243,7 +243,7 @@ def test_a_failing_poll_backs_off_and_its_recovery_asks_for_a_catch_up(writer, s
     poller = Poller(
         minut,
         writer,
-        status,
+        status.account("default"),
         interval=300,
         after_outage=lambda: recovered.append(True),
         monotonic=clock.monotonic,
@@ -270,7 +270,7 @@ def catch_up_with(
     catch_up = CatchUp(
         history,
         writer.submit_pulled,
-        status,
+        status.account("default"),
         state_dir=tmp_path,
         silence=900,
         retry_ceiling=300,

@@ -59,7 +59,7 @@ def test_a_connected_account_with_its_homes_points_and_bridge_state():
     assert "none received" in html  # no webhook yet
     assert "3 of 100 requests" in html
     assert "broker.lan:1883" in html
-    assert "Connect a different account" in html
+    assert "Connect another Minut account" in html
     assert 'http-equiv="refresh"' not in html
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from ..settings import MinutSettings
+from ..settings import AccountConfig, MinutSettings
 from .errors import MinutApiError, MinutAuthError, no_answer_reason, retry_after_seconds
 from .scheduler import Priority, RequestScheduler
 from .tokens import ClientCredentialsTokens, TokenSource, allow_plain_http_for, token_url
@@ -69,19 +69,24 @@ class MinutClient:
         *,
         state_dir: Path | None = None,
         page_url: str = "the bridge's web page",
+        account: AccountConfig | None = None,
     ) -> MinutClient:
-        """The client `minut` describes; `state_dir` keeps a connected account's tokens
+        """The client of `account` (default: the one `minut.client_id` reads), with a request
+        budget of its own; `state_dir` keeps a connected account's tokens
         (`minut.auth: authorization_code`), `page_url` is where a person connects one."""
         timeout = minut.request_timeout if timeout is None else timeout
         scheduler = RequestScheduler(per_minute=minut.requests_per_minute)
-        client_secret = minut.client_secret.get_secret_value()
+        if account is None:
+            secret = minut.client_secret.get_secret_value()
+            account = AccountConfig("", minut.client_id, secret, minut.auth)
+        client_id, client_secret = account.client_id, account.client_secret
         tokens: TokenSource | None = None
-        if minut.auth == "authorization_code":
+        if account.auth == "authorization_code":
             if state_dir is None:
                 raise ValueError("minut.auth authorization_code keeps its tokens in state_dir")
             tokens = AuthorizationCodeTokens(
                 minut.api_url,
-                minut.client_id,
+                client_id,
                 client_secret,
                 state_dir,
                 scheduler=scheduler,
@@ -90,7 +95,7 @@ class MinutClient:
             )
         return cls(
             minut.api_url,
-            minut.client_id,
+            client_id,
             client_secret,
             timeout=timeout,
             scheduler=scheduler,

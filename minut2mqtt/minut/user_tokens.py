@@ -137,6 +137,11 @@ class AuthorizationCodeTokens(CachedTokens):
             self._keep(answer, refreshed=False)
             log.info("Minut account %s connected", self._user_id or "(no user id given)")
 
+    def reload(self) -> None:
+        """Take the tokens in the file anew (a connect elsewhere wrote them there)."""
+        with self._lock:
+            self._load()
+
     def status(self) -> AccountStatus:
         with self._lock:
             return AccountStatus(

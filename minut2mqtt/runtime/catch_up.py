@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from ..core.status import StatusBoard
+from ..core.status import AccountBoard
 from ..minut.errors import MinutApiError
 from ..minut.models import Event, format_time, parse_time
 from ..storage import read_json, write_json
@@ -42,7 +42,7 @@ class CatchUp:
         self,
         history: HistoryReader,
         submit: Callable[[list[Event]], None],
-        status: StatusBoard,
+        status: AccountBoard,
         *,
         state_dir: Path,
         silence: float,

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from ..core.status import StatusBoard
+from ..core.status import AccountBoard
 from ..minut.errors import MinutApiError
 from ..minut.models import MinutDataError, parse_device, parse_home
 from .retry import retry_delay
@@ -37,7 +37,7 @@ class Poller:
         self,
         minut: AccountReader,
         writer: Writer,
-        status: StatusBoard,
+        status: AccountBoard,
         *,
         interval: float,
         before_poll: Callable[[], None] = lambda: None,
@@ -48,7 +48,8 @@ class Poller:
     ) -> None:
         """`before_poll` runs first in every poll (the webhook registration), `on_homes` hears
         the home ids each poll found and when it started, `after_outage` runs when a poll
-        succeeds after failures."""
+        succeeds after failures. `status` is the account's part of the status board; its name
+        is the account's in the mirror."""
         self._minut = minut
         self._writer = writer
         self._status = status
@@ -65,6 +66,9 @@ class Poller:
         """Set once the first poll was tried, whatever its outcome."""
         self._failures = 0
         self._next_poll = 0.0
+        self.device_ids: frozenset[str] = frozenset()
+        self.home_ids: frozenset[str] = frozenset()
+        """What the account's last poll showed (replaced whole: read from any thread)."""
 
     def poll_once(self) -> None:
         """One poll, applied to the mirror before this returns; raises MinutApiError."""
@@ -79,8 +83,11 @@ class Poller:
                 raise
             devices = _parse_all(raw_devices, parse_device)
             homes = _parse_all(raw_homes, parse_home)
-            self._writer.apply_poll(devices, homes)
-            self._status.poll_succeeded()
+            # known before the mirror shows them: a command on them finds this account
+            self.device_ids = frozenset(device.device_id for device in devices)
+            self.home_ids = frozenset(home.home_id for home in homes)
+            self._writer.apply_poll(devices, homes, account=self._status.name)
+            self._status.poll_succeeded(len(devices), len(homes))
             self._on_homes([home.home_id for home in homes], started)
 
     def request_poll(self) -> None:

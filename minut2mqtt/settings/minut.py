@@ -75,9 +75,9 @@ class MinutSettings(Section):
 
     accounts: list[AccountSettings] = Field(
         default_factory=list,
-        description="further accounts, each read with the client credentials of an OAuth client of its "
-        "own: {name, client_id, client_secret} (in the environment: a "
-        "JSON list); see docs/account.md",
+        description="further accounts, each read with the client credentials of an OAuth "
+        "client of its own: {name, client_id, client_secret} (in the environment: a JSON list); "
+        "see docs/account.md",
     )
 
     @field_validator("accounts", mode="before")
@@ -145,10 +145,10 @@ class MinutSettings(Section):
         return self
 
     def configured_accounts(self) -> list[AccountConfig]:
-        """The default account (when `client_id` is set) and every entry of `accounts`, in
-        order; accounts connected on the page are found in state_dir at start."""
+        """The default account (unless only `accounts` are set) and every entry of
+        `accounts`, in order; accounts connected on the page are found in state_dir at start."""
         found = []
-        if self.client_id:
+        if self.client_id or not self.accounts:
             secret = self.client_secret.get_secret_value()
             found.append(AccountConfig(DEFAULT_ACCOUNT, self.client_id, secret, self.auth))
         found += [

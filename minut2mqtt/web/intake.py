@@ -1,8 +1,10 @@
 """Webhook intake: Minut's deliveries are checked, parsed, handed over and answered at once.
 
-A delivery must come to `/webhook/<path secret>`; once our hook is registered at Minut, it must
-also prove it comes from that hook (`verification.py`). What is accepted is handed to
-`on_event`, which only queues it; a refusal is counted and reported through `on_refused`.
+A delivery must come to `/webhook/<path secret>` (the default account's) or
+`/webhook/<path secret>/<account>`, so that it is attributed to the account whose hook sent it;
+once that account's hook is registered at Minut, it must also prove it comes from that hook
+(`verification.py`). What is accepted is handed to `on_event` with the account's name, which only
+queues it; a refusal is counted and reported through `on_refused`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from flask import Flask, Response, request
 
 from ..minut.models import Event, HookCredentials, MinutDataError, parse_event
-from ..settings import WebhookVerification
+from ..settings import DEFAULT_ACCOUNT, WebhookVerification
 from .verification import Proofs, Refusal, RefusalReport, refusal
 
 log = logging.getLogger("minut2mqtt.web")
@@ -26,8 +28,12 @@ MAX_BODY_BYTES = 64 * 1024
 WEBHOOK_PREFIX = "/webhook/"
 
 
-def _no_hook() -> HookCredentials | None:
+def _no_hook(account: str) -> HookCredentials | None:
     return None
+
+
+def _default_account_only(part: str | None) -> str | None:
+    return DEFAULT_ACCOUNT if part is None else None
 
 
 @dataclass(frozen=True)
@@ -35,17 +41,21 @@ class WebhookIntake:
     """Where deliveries come in, what they must prove, and where accepted events go."""
 
     secret: str
-    """The path secret: deliveries come to /webhook/<secret>."""
-    on_event: Callable[[Event], None]
-    """Must return quickly (queue the event)."""
-    hook: Callable[[], HookCredentials | None] = _no_hook
-    """Our hook's credentials once it is registered at Minut; None: the path secret suffices."""
+    """The path secret: deliveries come to /webhook/<secret>[/<account>]."""
+    on_event: Callable[[str, Event], None]
+    """Hears the account and its event; must return quickly (queue the event)."""
+    account_of_path: Callable[[str | None], str | None] = _default_account_only
+    """The account a delivery to /webhook/<secret>[/<part>] is for (part None: the bare path);
+    None: no such account (404)."""
+    hook: Callable[[str], HookCredentials | None] = _no_hook
+    """An account's hook credentials once it is registered at Minut; None: the path secret
+    suffices."""
     signature_header: str = "X-Minut-Signature"
     token_header: str = "X-Minut-Token"
     verification: WebhookVerification = "any"
     on_answered: Callable[[bool], None] = lambda accepted: None
     """Hears of every request to the webhook path, accepted or not (for counting)."""
-    on_refused: Callable[[Refusal], None] = lambda reason: None
+    on_refused: Callable[[str, Refusal], None] = lambda account, reason: None
     """Hears why a delivery with the right path secret did not prove it comes from our hook."""
 
 
@@ -55,26 +65,31 @@ def add_webhook_routes(app: Flask, intake: WebhookIntake) -> None:
     )
 
     @app.post(WEBHOOK_PREFIX + "<path_secret>")
-    def receive(path_secret: str) -> Response:
+    @app.post(WEBHOOK_PREFIX + "<path_secret>/<part>")
+    def receive(path_secret: str, part: str | None = None) -> Response:
         if not hmac.compare_digest(path_secret.encode(), intake.secret.encode()):
             log.warning("webhook delivery with a wrong path secret rejected")
             return json_response({"error": "not found"}, 404)
+        account = intake.account_of_path(part)
+        if account is None:
+            log.warning("webhook delivery for an account this bridge does not read rejected")
+            return json_response({"error": "not found"}, 404)
         body = request.get_data(cache=False)
-        credentials = intake.hook()
+        credentials = intake.hook(account)
         if credentials is not None:
             headers = dict(request.headers.items())
             proofs = Proofs.of(body, headers, intake.signature_header, intake.token_header)
             reason = refusal(credentials, body, proofs, intake.verification)
             if reason is not None:
                 report.refused(reason, proofs)
-                intake.on_refused(reason)
+                intake.on_refused(account, reason)
                 return json_response({"error": "delivery not authenticated"}, 401)
         try:
             event = _parse_delivery(body)
         except ValueError as error:
             log.warning("webhook delivery rejected: %s", error)
             return json_response({"error": str(error)}, 400)
-        intake.on_event(event)
+        intake.on_event(account, event)
         return json_response({"status": "accepted", "event_id": event.id}, 202)
 
     @app.after_request

@@ -8,16 +8,19 @@ token, no client secret, no webhook secret.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from ..core.entities import DEVICE_STATES, HOME_STATES, READINGS, reading_spec
-from ..core.status import Status
+from ..core.status import AccountState, Status
 from ..core.tracked import TrackedDevice, TrackedHome
 from ..minut.models import Reading
+from .html_parts import STYLE
+from .html_parts import definition_list as _dl
+from .html_parts import escape as _e
+from .html_parts import moment as _moment
 
 READING_ORDER = {spec.key: index for index, spec in enumerate(READINGS)}
 REFRESH_SECONDS_WHILE_CONNECTING = 3
@@ -60,6 +63,18 @@ class AccountView:
 
 
 @dataclass(frozen=True)
+class AccountRow:
+    """One of several accounts: its name, connection and last poll."""
+
+    name: str
+    minut: str
+    last_poll: datetime | None
+    error: str | None
+    devices: int
+    homes: int
+
+
+@dataclass(frozen=True)
 class PageSnapshot:
     account: AccountView
     homes: tuple[HomeRow, ...]
@@ -74,6 +89,8 @@ class PageSnapshot:
     now: datetime
     webhook_refusals: Mapping[str, int] = field(default_factory=dict)
     """Deliveries refused for not proving our hook sent them, by reason."""
+    accounts: tuple[AccountRow, ...] = ()
+    """Every account the bridge reads, when it reads more than one."""
 
     @property
     def awaiting_first_poll(self) -> bool:
@@ -147,6 +164,15 @@ def page_snapshot(
         stale_after=stale_after,
         now=now,
         webhook_refusals=status.webhook_refusals,
+        accounts=tuple(_account_row(state) for state in status.accounts)
+        if len(status.accounts) > 1
+        else (),
+    )
+
+
+def _account_row(state: AccountState) -> AccountRow:
+    return AccountRow(
+        state.name, state.minut, state.last_poll, state.last_api_error, state.devices, state.homes
     )
 
 
@@ -181,27 +207,6 @@ def _reading_row(key: str, reading: Reading, now: datetime, stale_after: float) 
 
 # -- rendering ------------------------------------------------------------------------------------
 
-STYLE = """
-:root{color-scheme:light dark;--muted:#6b7280;--ok:#15803d;--bad:#b91c1c;--card:#8881}
-body{font:16px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;
-max-width:46rem;padding:.75rem}
-h1{font-size:1.4rem;margin:.2rem 0 .8rem}h2{font-size:1.15rem;margin:1.2rem 0 .4rem}
-h3,h4{font-size:1.05rem;margin:.2rem 0}
-section,article{background:var(--card);border-radius:.6rem;padding:.6rem .8rem;margin:.6rem 0}
-dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem .8rem;margin:.3rem 0}
-dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}
-.devices{list-style:none;padding:0;margin:.4rem 0 0;display:grid;
-grid-template-columns:repeat(auto-fill,minmax(13rem,1fr));gap:.5rem}
-.devices li{border:1px solid #8884;border-radius:.5rem;padding:.45rem .6rem}
-.meta,.stale{color:var(--muted);font-size:.9rem}.ok{color:var(--ok)}.bad{color:var(--bad)}
-.notice{border-left:.3rem solid var(--bad);padding:.4rem .7rem;background:var(--card)}
-.badge{display:inline-block;border-radius:.8rem;padding:0 .5rem;margin:.1rem .2rem 0 0;
-font-size:.85rem;background:#f59e0b33}
-button{font:inherit;padding:.55rem 1rem;border-radius:.5rem;border:1px solid #8888;
-cursor:pointer;min-height:2.75rem}
-button.primary{background:#2563eb;color:#fff;border-color:#2563eb}
-"""
-
 
 def render(snapshot: PageSnapshot) -> str:
     """The whole status page."""
@@ -214,6 +219,7 @@ def render(snapshot: PageSnapshot) -> str:
         (
             "<h1>minut2mqtt</h1>",
             _account_section(snapshot),
+            _accounts_section(snapshot),
             _bridge_section(snapshot),
             _homes_section(snapshot),
         )
@@ -252,7 +258,7 @@ def _account_section(snapshot: PageSnapshot) -> str:
             rows.append(("Minut user", _e(account.user_id)))
         if account.since:
             rows.append(("Since", _moment(account.since, snapshot.now)))
-        button = _connect_form("Connect a different account", primary=False)
+        button = _connect_form("Connect another Minut account", primary=False)
     elif account.problem:
         rows.append(("Account", '<span class="bad" id="account-state">connection lost</span>'))
         button = _connect_form("Reconnect Minut account", primary=True)
@@ -263,6 +269,29 @@ def _account_section(snapshot: PageSnapshot) -> str:
     if snapshot.awaiting_first_poll:
         notice += '<p class="meta">Connected: reading the homes and Points…</p>'
     return f'<section id="account"><h2>Minut account</h2>{notice}{_dl(rows)}{button}</section>'
+
+
+def _accounts_section(snapshot: PageSnapshot) -> str:
+    """Each account's connection, when there are several (a user's account is named
+    `user-<Minut user id>`)."""
+    if not snapshot.accounts:
+        return ""
+    items = []
+    for account in snapshot.accounts:
+        css = "ok" if account.minut == "connected" else "bad"
+        state = account.minut.replace("_", " ")
+        poll = _moment(account.last_poll, snapshot.now) if account.last_poll else "not yet"
+        error = f'<br><span class="bad">{_e(account.error)}</span>' if account.error else ""
+        items.append(
+            f'<li id="account-{_e(account.name)}"><h4>{_e(account.name)} '
+            f'<span class="{css}">{_e(state)}</span></h4><p class="meta">'
+            f"{account.devices} Points in {account.homes} homes · last poll {poll}{error}</p></li>"
+        )
+    return (
+        '<section id="accounts"><h2>Accounts</h2><ul class="devices">'
+        + "".join(items)
+        + "</ul></section>"
+    )
 
 
 def _connect_form(label: str, *, primary: bool) -> str:
@@ -358,32 +387,3 @@ def _device(device: DeviceRow, now: datetime) -> str:
 
 def _badges(names: tuple[str, ...]) -> str:
     return "".join(f'<span class="badge">{_e(name)}</span>' for name in names)
-
-
-def _dl(rows: list[tuple[str, str]]) -> str:
-    """A definition list of (label, already escaped HTML) pairs."""
-    return "<dl>" + "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in rows) + "</dl>"
-
-
-def _moment(moment: datetime, now: datetime) -> str:
-    """`2026-11-23 16:20 UTC (3 min ago)`, in a <time> element."""
-    utc = moment.astimezone(UTC)
-    shown = utc.strftime("%Y-%m-%d %H:%M:%S UTC")
-    return f'<time datetime="{_e(utc.isoformat())}">{shown}</time> ({_ago(now - utc)})'
-
-
-def _ago(elapsed: timedelta) -> str:
-    seconds = int(elapsed.total_seconds())
-    if seconds < 0:
-        return "just now"
-    if seconds < 60:
-        return f"{seconds} s ago"
-    if seconds < 3600:
-        return f"{seconds // 60} min ago"
-    if seconds < 2 * 86400:
-        return f"{seconds // 3600} h ago"
-    return f"{seconds // 86400} days ago"
-
-
-def _e(text: str) -> str:
-    return html.escape(text, quote=True)
