@@ -279,6 +279,11 @@ class SimulatedAccount(AccountControls):
         with self._lock:
             return self._oauth.refresh_tokens()
 
+    def holds_code(self, code: str) -> bool:
+        """Whether this account's user was given `code` (not exchanged yet)."""
+        with self._lock:
+            return self._oauth.holds_code(code)
+
     def note_oauth_request(self, leg: str, parameters: Mapping[str, str]) -> None:
         with self._lock:
             self._oauth.note_request(leg, parameters)

@@ -104,6 +104,10 @@ class OAuthGrants:
     def refresh_tokens(self) -> list[str]:
         return list(self._refresh_tokens)
 
+    def holds_code(self, code: str) -> bool:
+        """Whether `code` is an authorization code issued here and not exchanged yet."""
+        return code in self._codes
+
     def note_request(self, leg: str, parameters: Mapping[str, str]) -> None:
         shown = {k: v for k, v in parameters.items() if k not in UNLOGGED_PARAMETERS}
         self.log.append((leg, shown))
