@@ -36,7 +36,9 @@ from .settings import DEFAULT_ACCOUNT, AccountConfig, Settings
 
 log = logging.getLogger(__name__)
 
-STAGING = "connecting"
+STAGING = ".connecting"
+"""Where a connect on the page keeps its tokens until it knows whose they are (no account's name
+can start with a dot)."""
 
 
 @dataclass

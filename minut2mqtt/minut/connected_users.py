@@ -60,6 +60,8 @@ class ConnectedUsers:
         self._state_dir = state_dir
         self._on_connected = on_connected
         self._lock = threading.Lock()
+        self._connecting = threading.Lock()
+        """One connect at a time goes through the staging tokens and their file."""
         self._accounts: dict[str, AuthorizationCodeTokens] = {}
 
     def track(self, name: str, tokens: AuthorizationCodeTokens) -> None:
@@ -74,18 +76,24 @@ class ConnectedUsers:
         return self._staging.authorization_url(redirect_uri)
 
     def complete(self, state: str | None, code: str | None, error: str | None = None) -> None:
-        self._staging.complete(state, code, error)
-        content = read_json(self._staging.path) or {}
-        user_id = content.get("user_id")
-        name = self._account_for(user_id if isinstance(user_id, str) else None)
-        target = account_dir(self._state_dir, name) / TOKENS_FILE
-        try:
-            write_json(target, content)
-            self._staging.path.unlink(missing_ok=True)
-        except OSError as failure:
-            raise ConnectError(
-                f"the tokens cannot be kept in {target} ({failure.strerror or failure})"
-            ) from None
+        with self._connecting:
+            self._staging.complete(state, code, error)
+            content = read_json(self._staging.path) or {}
+            if not content.get("access_token"):
+                raise ConnectError(
+                    f"the tokens could not be kept in {self._staging.path}: "
+                    "check that state_dir can be written, then connect again"
+                )
+            user_id = content.get("user_id")
+            name = self._account_for(user_id if isinstance(user_id, str) else None)
+            target = account_dir(self._state_dir, name) / TOKENS_FILE
+            try:
+                write_json(target, content)
+                self._staging.path.unlink(missing_ok=True)
+            except OSError as failure:
+                raise ConnectError(
+                    f"the tokens cannot be kept in {target} ({failure.strerror or failure})"
+                ) from None
         with self._lock:
             known = self._accounts.get(name)
         if known is not None:
