@@ -15,6 +15,7 @@ the page's connector when users connect several accounts (`minut.auth: authoriza
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from functools import partial
 from pathlib import Path
 
 from .core.status import AccountBoard, AccountProbes, StatusBoard
-from .minut.client import MinutClient
+from .minut.client import MinutApiError, MinutClient
 from .minut.connected_users import ConnectedUsers, account_dir, stored_user_accounts
 from .minut.history import EventPuller
 from .minut.models import Event, HookCredentials
@@ -32,7 +33,7 @@ from .minut.user_tokens import AuthorizationCodeTokens
 from .runtime.catch_up import CatchUp
 from .runtime.poller import Poller
 from .runtime.writer import Writer
-from .settings import DEFAULT_ACCOUNT, AccountConfig, Settings
+from .settings import CONNECTED_PREFIX, DEFAULT_ACCOUNT, AccountConfig, Settings
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,33 @@ class Accounts:
     def save(self) -> None:
         for account in self:
             account.catch_up.save()
+
+    def disconnect(self, name: str) -> bool:
+        """From a web thread: stop reading a user's account connected on the page, delete its
+        hook at Minut and its files; what only it showed leaves. False: no such account."""
+        if not name.startswith(CONNECTED_PREFIX):
+            return False
+        with self._lock:
+            account = self._accounts.pop(name, None)
+        if account is None:
+            return False
+        account.poller.stop()
+        account.catch_up.stop()
+        for thread in account.threads:
+            thread.join(timeout=10)
+        hook = account.hook
+        if hook is not None:
+            try:
+                account.client.request("DELETE", f"/webhooks/{hook.hook_id}")
+            except MinutApiError as error:
+                log.warning("could not delete account %s's webhook at Minut: %s", name, error)
+        if self.connector is not None:
+            self.connector.forget(name)
+        self._status.forget_account(name)
+        self._writer.forget_account(name)
+        shutil.rmtree(account.state_dir, ignore_errors=True)
+        log.info("Minut account %s disconnected: its files are deleted", name)
+        return True
 
     # -- inside ---------------------------------------------------------------------------------
 

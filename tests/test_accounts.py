@@ -355,6 +355,23 @@ def test_several_users_connect_on_the_page_and_a_revoked_one_leaves_the_others(
         "minut2mqtt/bridge/state",
         accounts_say(default="connected", **{"user-user-b": "connected"}),
     )
+    state_of(recorder, "minut2mqtt/device/dev-b/state", temperature_is(20.0))
+    # Disconnecting user B on the page: B's Point leaves, its files and its hook at Minut too.
+    page = f"http://127.0.0.1:{again.webhook_port}"
+    assert "Disconnect user-user-b" in requests.get(page, timeout=10).text
+    assert len(user_b.list_webhooks()) == 1
+    answer = requests.post(
+        f"{page}/disconnect", data={"account": "user-user-b"}, allow_redirects=False, timeout=20
+    )
+    assert answer.status_code == 303
+    recorder.wait_for(lambda m: m.topic == "minut2mqtt/device/dev-b/state" and m.payload == b"")
+    state_of(recorder, "minut2mqtt/bridge/state", lambda d: list(d["accounts"]) == ["default"])
+    assert not (state_dir / "accounts" / "user-user-b").exists()
+    assert user_b.list_webhooks() == []
+    refused = requests.post(
+        f"{page}/disconnect", data={"account": "default"}, allow_redirects=False, timeout=10
+    )
+    assert refused.status_code == 400
 
 
 # -- configuration --------------------------------------------------------------------------------

@@ -54,6 +54,8 @@ class PageOptions:
     on_connected: Callable[[], None]
     local_host: str
     """The name under which the page answers without a password (with the listening port)."""
+    disconnect: Callable[[str], bool] = lambda account: False
+    """Stop reading an account connected on the page (by name); False: no such account."""
 
 
 def page_url(webhook: WebhookSettings, port: int | None = None) -> str:
@@ -80,7 +82,7 @@ def account_view(connector: AccountConnector | None) -> AccountView:
 def add_page_routes(app: Flask, page: PageOptions) -> None:
     @app.before_request
     def owner_only() -> Response | None:
-        if request.path in ("/", "/connect", CALLBACK_PATH):
+        if request.path in ("/", "/connect", "/disconnect", CALLBACK_PATH):
             return _refusal(page)
         return None
 
@@ -94,6 +96,14 @@ def add_page_routes(app: Flask, page: PageOptions) -> None:
             return _not_connectable()
         redirect_uri = page.redirect_uri or request.url_root.rstrip("/") + CALLBACK_PATH
         return _see_other(page.account.authorization_url(redirect_uri))
+
+    @app.post("/disconnect")
+    def disconnect() -> Response:
+        name = request.form.get("account", "")
+        if not page.disconnect(name):
+            message = f"There is no account {name!r} connected on this page to disconnect."
+            return _html(render_message("Nothing to disconnect", message, back="./"), 400)
+        return _see_other("./")
 
     @app.get(CALLBACK_PATH)
     def minut_callback() -> Response:

@@ -14,9 +14,10 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from ..core.entities import DEVICE_STATES, HOME_STATES, READINGS, reading_spec
-from ..core.status import AccountState, Status
+from ..core.status import Status
 from ..core.tracked import TrackedDevice, TrackedHome
 from ..minut.models import Reading
+from .account_rows import AccountRow, account_row, accounts_section
 from .html_parts import STYLE
 from .html_parts import definition_list as _dl
 from .html_parts import escape as _e
@@ -60,18 +61,6 @@ class AccountView:
     user_id: str | None = None
     since: datetime | None = None
     problem: str | None = None
-
-
-@dataclass(frozen=True)
-class AccountRow:
-    """One of several accounts: its name, connection and last poll."""
-
-    name: str
-    minut: str
-    last_poll: datetime | None
-    error: str | None
-    devices: int
-    homes: int
 
 
 @dataclass(frozen=True)
@@ -164,15 +153,9 @@ def page_snapshot(
         stale_after=stale_after,
         now=now,
         webhook_refusals=status.webhook_refusals,
-        accounts=tuple(_account_row(state) for state in status.accounts)
+        accounts=tuple(account_row(state) for state in status.accounts)
         if len(status.accounts) > 1
         else (),
-    )
-
-
-def _account_row(state: AccountState) -> AccountRow:
-    return AccountRow(
-        state.name, state.minut, state.last_poll, state.last_api_error, state.devices, state.homes
     )
 
 
@@ -219,7 +202,7 @@ def render(snapshot: PageSnapshot) -> str:
         (
             "<h1>minut2mqtt</h1>",
             _account_section(snapshot),
-            _accounts_section(snapshot),
+            accounts_section(snapshot.accounts, snapshot.now),
             _bridge_section(snapshot),
             _homes_section(snapshot),
         )
@@ -269,29 +252,6 @@ def _account_section(snapshot: PageSnapshot) -> str:
     if snapshot.awaiting_first_poll:
         notice += '<p class="meta">Connected: reading the homes and Points…</p>'
     return f'<section id="account"><h2>Minut account</h2>{notice}{_dl(rows)}{button}</section>'
-
-
-def _accounts_section(snapshot: PageSnapshot) -> str:
-    """Each account's connection, when there are several (a user's account is named
-    `user-<Minut user id>`)."""
-    if not snapshot.accounts:
-        return ""
-    items = []
-    for account in snapshot.accounts:
-        css = "ok" if account.minut == "connected" else "bad"
-        state = account.minut.replace("_", " ")
-        poll = _moment(account.last_poll, snapshot.now) if account.last_poll else "not yet"
-        error = f'<br><span class="bad">{_e(account.error)}</span>' if account.error else ""
-        items.append(
-            f'<li id="account-{_e(account.name)}"><h4>{_e(account.name)} '
-            f'<span class="{css}">{_e(state)}</span></h4><p class="meta">'
-            f"{account.devices} Points in {account.homes} homes · last poll {poll}{error}</p></li>"
-        )
-    return (
-        '<section id="accounts"><h2>Accounts</h2><ul class="devices">'
-        + "".join(items)
-        + "</ul></section>"
-    )
 
 
 def _connect_form(label: str, *, primary: bool) -> str:
