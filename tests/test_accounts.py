@@ -440,3 +440,22 @@ def test_accounts_alone_need_no_default_client_and_come_from_the_environment_as_
     )
     settings = load_settings(None, {})
     assert [account.name for account in settings.minut.configured_accounts()] == ["beach"]
+
+
+def test_topics_and_entity_ids_stay_unique_across_accounts(start_bridge, recorder, broker):
+    daemon = start_bridge()
+    state_of(recorder, "minut2mqtt/device/dev-a/state", temperature_is(20.0))
+    state_of(recorder, "minut2mqtt/device/dev-b/state", temperature_is(20.0))
+    deadline = time.monotonic() + 20
+    while daemon.publisher.queue_depth and time.monotonic() < deadline:
+        time.sleep(0.05)
+    configs = MqttRecorder.retained_snapshot(broker.host, broker.port, "homeassistant/#")
+    documents = [json.loads(payload) for payload in configs.values() if payload]
+    unique_ids = [d["unique_id"] for d in documents if "unique_id" in d]
+    entity_ids = [d.get("default_entity_id") for d in documents if d.get("default_entity_id")]
+    assert len(unique_ids) == len(set(unique_ids)) and len(entity_ids) == len(set(entity_ids))
+    assert any("dev-a" in u for u in unique_ids) and any("dev-b" in u for u in unique_ids)
+    bridge_devices = {
+        tuple(d["device"]["identifiers"]) for d in documents if "bridge" in d.get("unique_id", "")
+    }
+    assert len(bridge_devices) == 1, "one bridge device for every account"
