@@ -459,3 +459,28 @@ def test_topics_and_entity_ids_stay_unique_across_accounts(start_bridge, recorde
         tuple(d["device"]["identifiers"]) for d in documents if "bridge" in d.get("unique_id", "")
     }
     assert len(bridge_devices) == 1, "one bridge device for every account"
+
+
+def test_check_reads_every_configured_account(estate, broker, account_b, tmp_path):
+    from minut2mqtt.check import run_checks
+
+    settings = load_settings(
+        None,
+        {
+            "minut.api_url": estate.base_url,
+            "minut.client_id": "client-a",
+            "minut.client_secret": SECRET_A,
+            "minut.accounts": [
+                {"name": "beach", "client_id": "client-b", "client_secret": SECRET_B}
+            ],
+            "mqtt.host": broker.host,
+            "mqtt.port": broker.port,
+            "state_dir": tmp_path / "state",
+        },
+    )
+    minut = next(result for result in run_checks(settings) if result.name == "Minut API")
+    assert minut.ok and "account default: 1 Points in 1 homes" in minut.detail
+    assert "account beach: 1 Points in 1 homes" in minut.detail
+    account_b.revoke_client()
+    minut = next(result for result in run_checks(settings) if result.name == "Minut API")
+    assert not minut.ok and minut.detail.startswith("account beach: Minut refused")
