@@ -1,18 +1,25 @@
 """A property manager's account at 500, 2,000 and 5,000 Points: what the bridge costs.
 
     python bench/scale.py [--points 500 2000 5000] [--discovery component device]
-                          [--per-home 4] [--steady 30]
+                          [--per-home 4] [--steady 30] [--events 300] [--no-restart]
+                          [--json figures.jsonl] [-- --mqtt.messages_per_second 1000 ...]
 
-For each size and discovery mode: Mosquitto, the simulator with H homes x 4 Points, the bridge
-as its own process (`minut2mqtt run`), and a subscriber on `#`. Prints:
+For each size and discovery mode: Mosquitto (configured as config/mosquitto.conf advises), the
+simulator with H homes x 4 Points, the bridge as its own process (`minut2mqtt run`, with the
+settings given after `--`), and a subscriber on `#`. Prints, with the machine's load average
+before and after (other work on the machine slows every figure: rerun when it was high):
 
-- seconds from the bridge's start until the subscriber has every discovery config and state
-  document, and how many messages that took;
+- seconds from the bridge's start until the subscriber has every state document and the
+  bridge nothing left to send (so every discovery config arrived), the messages that took, and
+  the bridge's CPU seconds meanwhile;
 - the latency of `alarm_heard` events delivered to the bridge's webhook at 100/s during that
-  start-up burst, and again on the idle bridge (from the POST to the subscriber);
+  start-up burst, and again on the idle bridge (from the POST to a subscriber of the event
+  topics, in a process of its own);
 - CPU seconds per poll cycle and messages published per cycle once nothing changes;
-- the bridge's peak resident memory; API requests per minute and 429s;
-- after a restart with nothing changed: configs published again identically (redundant).
+- the bridge's peak resident memory; API requests per minute and 429s; seconds to exit on
+  SIGTERM;
+- after a restart with nothing changed: configs published again, and of those identical to
+  what the broker held (redundant), and 429s meanwhile (the restart pulls missed events).
 
 Needs Mosquitto (apt-get install mosquitto).
 """
@@ -20,6 +27,7 @@ Needs Mosquitto (apt-get install mosquitto).
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import multiprocessing
 import os
@@ -30,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -45,6 +54,8 @@ from minut2mqtt.simulator import SimulatedAccount, SimulatorServer
 POLL_INTERVAL = 10
 CLIENT_ID, CLIENT_SECRET = "bench", "bench-secret-1"
 EVENT_RATE = 100.0
+MOSQUITTO_CONFIG = ["max_queued_messages 200000"]
+"""As config/mosquitto.conf: the default 1000 drops most of a large retained replay."""
 
 
 class Subscriber:
@@ -53,6 +64,7 @@ class Subscriber:
     def __init__(self, port: int) -> None:
         self.lock = threading.Lock()
         self.first_seen: dict[str, float] = {}
+        self.last_seen: dict[str, float] = {}
         self.payloads: dict[str, bytes] = {}
         self.total = 0
         self.configs_republished = 0
@@ -75,11 +87,23 @@ class Subscriber:
                 if self.payloads.get(topic) == payload:
                     self.redundant_configs += 1
             self.first_seen.setdefault(topic, now)
+            self.last_seen[topic] = now
             self.payloads[topic] = payload
 
-    def count(self, suffix: str, since: float = 0.0) -> int:
+    def count(self, suffix: str) -> int:
+        """Topics ending in `suffix` that carried a message."""
         with self.lock:
-            return sum(1 for t, at in self.first_seen.items() if t.endswith(suffix) and at >= since)
+            return sum(1 for t in self.first_seen if t.endswith(suffix))
+
+    def count_since(self, suffix: str, since: float) -> int:
+        """Topics ending in `suffix` that carried a message after `since`."""
+        with self.lock:
+            return sum(1 for t, at in self.last_seen.items() if t.endswith(suffix) and at >= since)
+
+    def last_arrival(self) -> float:
+        """When the last topic carried its first message."""
+        with self.lock:
+            return max(self.first_seen.values(), default=0.0)
 
     def reset_counters(self) -> None:
         with self.lock:
@@ -87,7 +111,10 @@ class Subscriber:
 
 
 class Bridge:
-    def __init__(self, work_dir: Path, api_url: str, broker_port: int, discovery: str) -> None:
+    def __init__(
+        self, work_dir: Path, api_url: str, broker_port: int, discovery: str, extra: list[str]
+    ) -> None:
+        self.extra = extra
         self.config = work_dir / "bridge.yaml"
         self.log = work_dir / "bridge.log"
         self.webhook_port = first_free_port("127.0.0.1", 28000)
@@ -105,7 +132,15 @@ class Bridge:
         environment["MINUT2MQTT_MINUT__CLIENT_SECRET"] = CLIENT_SECRET
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "minut2mqtt", "run", "--config", str(self.config)],
+                [
+                    sys.executable,
+                    "-m",
+                    "minut2mqtt",
+                    "run",
+                    "--config",
+                    str(self.config),
+                    *self.extra,
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=environment,
@@ -169,7 +204,10 @@ def deliver_events(
     listener.subscribe("minut2mqtt/device/+/event", qos=2)
     listener.loop_start()
     time.sleep(0.5)
-    session = requests.Session()
+    # http.client on one kept-alive connection: requests would add a millisecond of its own
+    # to every measurement
+    address = urllib.parse.urlsplit(webhook_url)
+    connection = http.client.HTTPConnection(address.hostname or "", address.port, timeout=10)
     sent: dict[str, float] = {}
     started = time.monotonic()
     for number in range(count):
@@ -183,8 +221,10 @@ def deliver_events(
                 "device_id": f"point{point:05d}",
             }
         }
+        body = json.dumps(delivery)
         sent[event_id] = time.monotonic()
-        session.post(webhook_url, json=delivery, timeout=10)
+        connection.request("POST", address.path, body, {"Content-Type": "application/json"})
+        connection.getresponse().read()
         time.sleep(max(0.0, started + (number + 1) / EVENT_RATE - time.monotonic()))
     time.sleep(2)
     listener.loop_stop()
@@ -204,82 +244,124 @@ def latencies(measured: list[float]) -> str:
     )
 
 
-def wait_until(condition: object, timeout: float) -> bool:
+def wait_until(condition: object, timeout: float, every: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():  # type: ignore[operator]
             return True
-        time.sleep(0.05)
+        time.sleep(every)
     return False
 
 
-def run(points: int, per_home: int, discovery: str, steady: float) -> None:
+def metric(port: int, name: str) -> float | None:
+    """One value of the bridge's /metrics (None while it does not answer)."""
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except requests.RequestException:
+        return None
+    for line in text.splitlines():
+        if line.startswith(f"minut2mqtt_{name} "):
+            return float(line.split()[1])
+    return None
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def run(
+    points: int, per_home: int, discovery: str, options: argparse.Namespace
+) -> dict[str, object]:
     homes = (points + per_home - 1) // per_home
-    per_entity = discovery == "component"
-    expected_configs = points * 18 + homes * 3 + 6 if per_entity else points + homes + 1
     expected_states = points + homes
     account = account_of(points, per_home)
+    load_before = load()
+    result: dict[str, object] = {"points": points, "homes": homes, "discovery": discovery}
     with tempfile.TemporaryDirectory() as work, SimulatorServer(account, port=0) as simulator:
         work_dir = Path(work)
         broker_port = first_free_port("127.0.0.1", 19000)
-        with MosquittoProcess(work_dir / "mosquitto", "127.0.0.1", broker_port):
+        broker = MosquittoProcess(
+            work_dir / "mosquitto", "127.0.0.1", broker_port, extra_config=MOSQUITTO_CONFIG
+        )
+        with broker:
             subscriber = Subscriber(broker_port)
-            bridge = Bridge(work_dir, simulator.base_url, broker_port, discovery)
+            bridge = Bridge(work_dir, simulator.base_url, broker_port, discovery, options.bridge)
             webhook_url = f"http://127.0.0.1:{bridge.webhook_port}/webhook/benchsecret"
             started = time.monotonic()
             bridge.start()
             time.sleep(3)  # the start-up burst is under way
             probes = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-            probe_args = (webhook_url, broker_port, points, per_home, 300)
+            probe_args = (webhook_url, broker_port, points, per_home, options.events)
             burst = probes.submit(deliver_events, *probe_args)
 
             def converged() -> bool:
+                # every state at the subscriber and nothing left to send: every config is there
                 return (
-                    subscriber.count("/config") >= expected_configs
-                    and subscriber.count("/state") >= expected_states
+                    subscriber.count("/state") >= expected_states
+                    and metric(bridge.webhook_port, "publish_queue") == 0
                 )
 
-            ok = wait_until(converged, 600)
-            converge = time.monotonic() - started
-            burst_delays = burst.result()
-            messages = subscriber.total
+            ok = wait_until(converged, 900, every=0.5)
+            result["converged_s"] = round(subscriber.last_arrival() - started, 1) if ok else None
+            result["converge_cpu_s"] = round(bridge.cpu_seconds(), 1)
+            result["messages"] = subscriber.total
+            result["configs"] = subscriber.count("/config")
+            result["states"] = subscriber.count("/state")
+            result["burst_events"] = latencies(burst.result())
             time.sleep(POLL_INTERVAL + 2)  # a poll undoes the alarms the deliveries set
             cpu_before = bridge.cpu_seconds()
             subscriber.reset_counters()
-            time.sleep(steady)
-            cycles = steady / POLL_INTERVAL
-            cpu_per_cycle = (bridge.cpu_seconds() - cpu_before) / cycles
-            per_cycle = subscriber.total / cycles
-            idle_delays = probes.submit(deliver_events, *probe_args).result()
+            time.sleep(options.steady)
+            cycles = options.steady / POLL_INTERVAL
+            result["poll_cpu_s"] = round((bridge.cpu_seconds() - cpu_before) / cycles, 3)
+            result["poll_messages"] = round(subscriber.total / cycles, 1)
+            result["idle_events"] = latencies(probes.submit(deliver_events, *probe_args).result())
             probes.shutdown()
-            rss = bridge.peak_rss_mb()
+            result["peak_rss_mb"] = round(bridge.peak_rss_mb())
             minutes = (time.monotonic() - started) / 60
             statuses = Counter(status for _, _, status in account.requests)
-            requests_per_minute = sum(statuses.values()) / minutes
-            stop_seconds = bridge.stop()
-            subscriber.reset_counters()
-            restart_at = time.monotonic()
-            bridge.start()
-            wait_until(lambda: subscriber.count("/state", since=restart_at) >= expected_states, 300)
-            time.sleep(5)
-            restart_configs = subscriber.configs_republished
-            redundant = subscriber.redundant_configs
-            bridge.stop()
+            result["requests_per_min"] = round(sum(statuses.values()) / minutes)
+            result["answered_429"] = statuses.get(429, 0)
+            result["sigterm_s"] = round(bridge.stop(), 1)
+            if options.restart:
+                subscriber.reset_counters()
+                restart_at = time.monotonic()
+                bridge.start()
+                wait_until(
+                    lambda: subscriber.count_since("/state", restart_at) >= expected_states, 300
+                )
+                time.sleep(5)
+                result["restart_configs"] = subscriber.configs_republished
+                result["restart_redundant"] = subscriber.redundant_configs
+                result["restart_429"] = Counter(status for _, _, status in account.requests).get(
+                    429, 0
+                ) - statuses.get(429, 0)
+                bridge.stop()
             subscriber.client.loop_stop()
+    result["load"] = f"{load_before} -> {load()}"
+    restart = (
+        f"{result['restart_configs']} configs published, {result['restart_redundant']} "
+        f"redundant, {result['restart_429']} answered 429"
+        if options.restart
+        else "not measured"
+    )
     print(
-        f"\n{points} Points in {homes} homes, discovery {discovery}\n"
-        f"  converged:          {'yes' if ok else 'NO'} in {converge:.1f} s, "
-        f"{messages} messages ({expected_configs} configs, {expected_states} states)\n"
-        f"  events in burst:    {latencies(burst_delays)}\n"
-        f"  events when idle:   {latencies(idle_delays)}\n"
-        f"  steady poll cycle:  {cpu_per_cycle:.3f} CPU s, {per_cycle:.1f} messages\n"
-        f"  peak RSS:           {rss:.0f} MB\n"
-        f"  API:                {requests_per_minute:.0f} requests/min, "
-        f"{statuses.get(429, 0)} answered 429\n"
-        f"  SIGTERM:            {stop_seconds:.1f} s to exit\n"
-        f"  restart, no change: {restart_configs} configs published, {redundant} redundant",
+        f"\n{points} Points in {homes} homes, discovery {discovery} ({result['load']})\n"
+        f"  converged:          {'yes' if ok else 'NO'} in {result['converged_s']} s, "
+        f"{result['messages']} messages ({result['configs']} configs, {result['states']} "
+        f"states), {result['converge_cpu_s']} CPU s\n"
+        f"  events in burst:    {result['burst_events']}\n"
+        f"  events when idle:   {result['idle_events']}\n"
+        f"  steady poll cycle:  {result['poll_cpu_s']} CPU s, {result['poll_messages']} messages\n"
+        f"  peak RSS:           {result['peak_rss_mb']} MB\n"
+        f"  API:                {result['requests_per_min']} requests/min, "
+        f"{result['answered_429']} answered 429\n"
+        f"  SIGTERM:            {result['sigterm_s']} s to exit\n"
+        f"  restart, no change: {restart}",
         flush=True,
     )
+    return result
 
 
 def main() -> int:
@@ -288,13 +370,24 @@ def main() -> int:
     parser.add_argument("--discovery", nargs="+", default=["component", "device"])
     parser.add_argument("--per-home", type=int, default=4)
     parser.add_argument("--steady", type=float, default=30.0, help="seconds measured idle")
+    parser.add_argument("--events", type=int, default=300, help="deliveries per measurement")
+    parser.add_argument("--no-restart", dest="restart", action="store_false")
+    parser.add_argument("--json", type=Path, help="append each size's figures here (JSON lines)")
+    parser.add_argument(
+        "bridge",
+        nargs="*",
+        help="after --: the bridge's own settings (--mqtt.messages_per_second 1000)",
+    )
     args = parser.parse_args()
     if find_mosquitto() is None:
         print("bench/scale.py needs Mosquitto (apt-get install mosquitto)", file=sys.stderr)
         return 2
     for points in args.points:
         for discovery in args.discovery:
-            run(points, args.per_home, discovery, args.steady)
+            result = run(points, args.per_home, discovery, args)
+            if args.json is not None:
+                with args.json.open("a") as out:
+                    out.write(json.dumps(result) + "\n")
     return 0
 
 
