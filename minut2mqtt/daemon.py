@@ -6,29 +6,28 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from functools import partial
 
+from .accounts import Accounts, MinutAccount
+from .core.control_configs import Controls
 from .core.mirror import Mirror
 from .core.status import Probes, StatusBoard
 from .core.topics import Topics
 from .minut.client import MinutClient
-from .minut.history import EventPuller
 from .minut.models import Event, HookCredentials
-from .minut.registration import WebhookRegistration
-from .minut.user_tokens import AuthorizationCodeTokens
 from .mqtt.outbox import OutboxError
 from .mqtt.publisher import MqttOptions, MqttPublisher
 from .mqtt.tls import tls_context
-from .runtime.catch_up import CatchUp
+from .runtime.commands import CommandRunner
+from .runtime.guests import GuestReader
 from .runtime.housekeeping import Housekeeping
 from .runtime.poller import Poller
 from .runtime.writer import Writer
 from .settings import Settings
 from .storage import webhook_secret
 from .web.app import create_app
-from .web.intake import WebhookIntake
+from .web.intake import WEBHOOK_PREFIX, WebhookIntake
 from .web.page import PageOptions, account_view, local_host_name, page_url
 from .web.server import BackgroundServer
 from .web.status_page import PageSnapshot, home_rows, page_snapshot
@@ -48,10 +47,9 @@ class Daemon:
         self.settings = settings
         minut_settings, mqtt = settings.minut, settings.mqtt
         self.topics = Topics(mqtt.base_topic, mqtt.discovery_prefix)
-        self.minut = MinutClient.from_settings(
-            minut_settings, state_dir=settings.state_dir, page_url=page_url(settings.webhook)
-        )
         self.status = StatusBoard(on_minut_change=lambda: self.writer.refresh_status())
+        controls = settings.controls
+        command_filters = self.topics.command_filters if controls.enabled else ()
         self.publisher = MqttPublisher(
             MqttOptions(
                 host=mqtt.host,
@@ -73,7 +71,9 @@ class Daemon:
             subscriptions={
                 self.topics.ha_status: self._home_assistant_status,
                 **dict.fromkeys(self.topics.discovery_filters, self._discovery_config),
+                **dict.fromkeys(command_filters, self._command),
             },
+            live_only=frozenset(command_filters),
             on_replayed=lambda: self.writer.configs_replayed(),
             on_session_lost=lambda: self.writer.broker_forgot(),
         )
@@ -81,9 +81,7 @@ class Daemon:
             mqtt_connected=lambda: self.publisher.connected,
             mqtt_reconnects=lambda: self.publisher.reconnects,
             publish_queue=lambda: self.publisher.queue_depth,
-            api_responses=lambda: self.minut.responses,
-            rate_limited=lambda: self.minut.scheduler.rate_limited,
-            requests_last_minute=self.minut.scheduler.used_last_minute,
+            commands=self._command_results,
         )
         mirror = Mirror(
             self.publisher,
@@ -91,29 +89,31 @@ class Daemon:
             stale_after=minut_settings.stale_after,
             momentary_seconds=mqtt.momentary_seconds,
             device_discovery=mqtt.discovery == "device",
+            controls=Controls(controls.alarm_code is not None, controls.device_triggers)
+            if controls.enabled
+            else None,
+            guests=controls.guests_interval > 0,
             on_change=on_change,
         )
-        self.puller = EventPuller(self.minut)
-        self.catch_up = CatchUp(
-            self.puller,
-            lambda events: self.writer.submit_pulled(events),
+        self.writer: Writer = Writer(
+            mirror,
             self.status,
-            state_dir=settings.state_dir,
-            silence=minut_settings.pull_events_after_silence,
-            retry_ceiling=minut_settings.poll_interval,
+            on_webhook_event_done=lambda event: self.accounts.note_delivered(event),
         )
-        self.writer = Writer(
-            mirror, self.status, on_webhook_event_done=self.catch_up.note_delivered
+        self.accounts: Accounts = Accounts(
+            settings, self.writer, self.status, page_url=page_url(settings.webhook)
         )
-        self.registration: WebhookRegistration | None = None
-        self.poller = Poller(
-            self.minut,
+        """Every Minut account, each with its client, poller, catch-up and webhook; commands
+        find the client of a home or Point with `accounts.client_for_home(home_id)`."""
+        self.commands = CommandRunner(
             self.writer,
-            self.status,
-            interval=minut_settings.poll_interval,
-            before_poll=self._ensure_webhook,
-            on_homes=self.catch_up.homes_known,
-            after_outage=self.catch_up.request,
+            self.publisher,
+            self.topics,
+            self._client_for,
+            alarm_code=controls.alarm_code.get_secret_value() if controls.alarm_code else None,
+        )
+        self.guests = GuestReader(
+            self.writer, self.accounts.client_for_home, interval=controls.guests_interval
         )
         self.housekeeping = Housekeeping(self.writer, self.status)
         self._threads: list[threading.Thread] = []
@@ -123,9 +123,22 @@ class Daemon:
         self.webhook_port: int | None = None
 
     @property
+    def first_account(self) -> MinutAccount:
+        """The default account (the only one of most bridges), else the first listed."""
+        return next(iter(self.accounts))
+
+    @property
+    def minut(self) -> MinutClient:
+        return self.first_account.client
+
+    @property
+    def poller(self) -> Poller:
+        return self.first_account.poller
+
+    @property
     def hook(self) -> HookCredentials | None:
-        """Our hook's credentials at Minut, once `webhook.public_url` registered one."""
-        return self.registration.credentials if self.registration is not None else None
+        """The first account's hook credentials, once `webhook.public_url` registered one."""
+        return self.first_account.hook
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -142,16 +155,12 @@ class Daemon:
             raise StartupError(
                 f"state_dir {state_dir}: cannot be written ({error.strerror})"
             ) from None
-        self.webhook_path = f"/webhook/{secret}"
-        self.catch_up.load()
-        if webhook.public_url:
-            url = f"{webhook.public_url}{self.webhook_path}"
-            self.registration = WebhookRegistration(self.minut, url, state_dir)
         app = create_app(
             WebhookIntake(
                 secret,
                 self._webhook_event,
-                hook=lambda: self.hook,
+                account_of_path=self.accounts.account_of_path,
+                hook=self.accounts.hook,
                 signature_header=webhook.signature_header,
                 token_header=webhook.token_header,
                 verification=webhook.verification,
@@ -182,22 +191,27 @@ class Daemon:
         )
         self.writer.start()
         self._web_server.start()
-        self._spawn("poller", partial(self.poller.run, self.publisher.wait_connected))
-        self._spawn("catch-up", partial(self.catch_up.run, self.poller.first_attempt_done))
+        self.accounts.start(f"{WEBHOOK_PREFIX}{secret}", self.publisher.wait_connected)
+        self.webhook_path = self.accounts.webhook_path(self.first_account.name)
         self._spawn("housekeeping", self.housekeeping.run)
+        if self.settings.controls.enabled:
+            self.commands.start()
+        if self.settings.controls.guests_interval:
+            self.guests.start()
 
     def stop(self) -> None:
         """Stop listening and polling, publish what is queued, then tell MQTT we are offline."""
         self._stop.set()
         if self._web_server is not None:
             self._web_server.stop()
-        self.poller.stop()
-        self.catch_up.stop()
+        self.accounts.stop()
         self.housekeeping.stop()
+        self.commands.stop()
+        self.guests.stop()
         for thread in self._threads:
             thread.join(timeout=10)
         self.writer.stop()  # after the loops that feed it: what they queued is published
-        self.catch_up.save()
+        self.accounts.save()
         self.publisher.stop()
         log.info("minut2mqtt stopped")
 
@@ -220,26 +234,32 @@ class Daemon:
         self.writer.remember_published(self.publisher.published_event_ids())
         self.writer.remember_configs(self.publisher.held_configs())
 
-    def _ensure_webhook(self) -> None:
-        if self.registration is not None:
-            self.registration.ensure()
-
-    def _webhook_event(self, event: Event) -> None:
+    def _webhook_event(self, account: str, event: Event) -> None:
         """From a web thread: note the delivery, queue the event (the answer goes at once)."""
-        self.status.webhook_received()
-        self.catch_up.note_webhook()
+        self.accounts.webhook_received(account)
         self.writer.submit_event(event)
 
-    def _delivery_refused(self, reason: str) -> None:
+    def _delivery_refused(self, account: str, reason: str) -> None:
         """From a web thread: count it; its event is pulled from Minut instead."""
         self.status.delivery_refused(reason)
-        self.catch_up.delivery_refused()
+        self.accounts.delivery_refused(account)
 
     def _broker_connected(self) -> None:
         """From paho's thread: whatever the broker outage kept from us comes now."""
-        self.catch_up.request()
+        self.accounts.broker_connected()
         # A broker without persistence forgot our retained configs and states: send them again.
         self.writer.request_republish()
+
+    def _command_results(self) -> Mapping[str, int]:
+        return self.commands.results
+
+    def _command(self, topic: str, payload: bytes) -> None:
+        self.commands.submit(topic, payload)
+
+    def _client_for(self, kind: str, subject: str) -> MinutClient | None:
+        if kind == "home":
+            return self.accounts.client_for_home(subject)
+        return self.accounts.client_for_device(subject)
 
     def _discovery_config(self, topic: str, payload: bytes) -> None:
         self.writer.note_discovery_config(topic, payload)
@@ -251,8 +271,7 @@ class Daemon:
 
     def _page_options(self) -> PageOptions:
         settings = self.settings
-        tokens = self.minut.tokens
-        connector = tokens if isinstance(tokens, AuthorizationCodeTokens) else None
+        connector = self.accounts.connector
         password = settings.webhook.page_password
 
         def snapshot() -> PageSnapshot:
@@ -267,7 +286,7 @@ class Daemon:
                 homes,
                 account_view(connector),
                 mqtt_broker=f"{settings.mqtt.host}:{settings.mqtt.port}",
-                requests_per_minute=settings.minut.requests_per_minute,
+                requests_per_minute=settings.minut.requests_per_minute * len(list(self.accounts)),
                 stale_after=stale_after,
                 now=now,
             )
@@ -277,6 +296,7 @@ class Daemon:
             account=connector,
             password=password.get_secret_value() if password else None,
             redirect_uri=settings.minut.redirect_uri,
-            on_connected=self.poller.request_poll,
+            on_connected=lambda: None,  # the connector starts polling the account it connected
+            disconnect=self.accounts.disconnect,
             local_host=local_host_name(settings.webhook.host),
         )

@@ -22,10 +22,13 @@ import annotated_types
 from pydantic import BaseModel, SecretBytes, SecretStr
 from pydantic.fields import FieldInfo
 
+from .core.controls import DEVICE_CONTROLS, HOME_CONTROLS, ControlSpec
 from .core.entities import (
     BRIDGE_VALUES,
     DEVICE_STATES,
+    DEVICE_TRIGGER_EVENTS,
     HOME_STATES,
+    HOME_TRIGGER_EVENTS,
     HOME_VALUES,
     READINGS,
     BinarySpec,
@@ -307,13 +310,51 @@ def _table_cell(text: str) -> str:
     return "`".join(parts)
 
 
+# The control reference (docs/topics.md) ----------------------------------------------------
+
+
+def control_reference() -> str:
+    lines = [
+        "| owner | key (command topic `…/<key>/set`) | Home Assistant | name | payloads |",
+        "|---|---|---|---|---|",
+    ]
+    for owner, specs in (("home", HOME_CONTROLS), ("Point", DEVICE_CONTROLS)):
+        lines += [f"| {owner} | `{spec.key}` | {spec.component} | {spec.name} "
+                  f"| {_control_payloads(spec)} |" for spec in specs]  # fmt: skip
+    lines += [
+        "| Point | `reaction_<type>` | number | a reaction type not listed here | a number |",
+        "",
+        "Device triggers (`type`, fired by the event of that type on the event topic):",
+        "",
+        f"- every Point: {', '.join(f'`{event}`' for event in DEVICE_TRIGGER_EVENTS)}",
+        f"- every home: {', '.join(f'`{event}`' for event in HOME_TRIGGER_EVENTS)}",
+    ]
+    return "\n".join(lines)
+
+
+def _control_payloads(spec: ControlSpec[Any]) -> str:
+    if spec.component == "alarm_control_panel":
+        return '`ARM_AWAY`, `DISARM`, or `{"action": "DISARM", "code": "…"}`'
+    if spec.component == "switch":
+        return "`ON`, `OFF`"
+    if spec.pattern is not None:
+        return "`HH:MM` (00:00 to 23:59)"
+    allowed = spec.range
+    if allowed is None:
+        return "a number"
+    unit = f" {allowed.unit}" if allowed.unit else ""
+    low, high, step = (_number(bound) for bound in (allowed.minimum, allowed.maximum, allowed.step))
+    return f"{low} to {high}{unit}, steps of {step}"
+
+
 # The generated sections, and the command that writes them ---------------------------------
 
 ENTITY_REFERENCE = GeneratedSection("entity-reference", "docs/topics.md", entity_reference)
+CONTROL_REFERENCE = GeneratedSection("control-reference", "docs/topics.md", control_reference)
 CONFIGURATION_REFERENCE = GeneratedSection(
     "configuration-reference", "docs/configuration.md", configuration_reference
 )
-GENERATED_SECTIONS = (ENTITY_REFERENCE, CONFIGURATION_REFERENCE)
+GENERATED_SECTIONS = (ENTITY_REFERENCE, CONTROL_REFERENCE, CONFIGURATION_REFERENCE)
 
 BEGIN = ENTITY_REFERENCE.begin
 END = ENTITY_REFERENCE.end

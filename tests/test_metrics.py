@@ -14,6 +14,10 @@ from minut2mqtt.minut.client import MinutApiError
 DEV1_EVENT = "minut2mqtt/device/dev1/event"
 
 
+DEFAULT = ("account", "default")
+"""The label of the account of `minut.client_id`."""
+
+
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     answer = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
     assert answer.status_code == 200
@@ -48,10 +52,10 @@ def test_metrics_count_polls_requests_webhooks_events_and_mqtt(start_daemon, rec
 
     metrics = scrape(daemon.webhook_port)
 
-    assert metrics[("minut2mqtt_polls_total", (("outcome", "failed"),))] == 1
-    assert metrics[("minut2mqtt_polls_total", (("outcome", "ok"),))] >= 1
-    assert metrics[("minut2mqtt_api_requests_total", (("status", "503"),))] == 1
-    assert metrics[("minut2mqtt_api_requests_total", (("status", "200"),))] >= 2
+    assert metrics[("minut2mqtt_polls_total", (DEFAULT, ("outcome", "failed")))] == 1
+    assert metrics[("minut2mqtt_polls_total", (DEFAULT, ("outcome", "ok")))] >= 1
+    assert metrics[("minut2mqtt_api_requests_total", (DEFAULT, ("status", "503")))] == 1
+    assert metrics[("minut2mqtt_api_requests_total", (DEFAULT, ("status", "200")))] >= 2
     assert metrics[("minut2mqtt_webhooks_total", (("outcome", "accepted"),))] == 1
     assert metrics[("minut2mqtt_webhooks_total", (("outcome", "rejected"),))] == 1
     assert metrics[("minut2mqtt_events_published_total", ())] == 1
@@ -59,8 +63,8 @@ def test_metrics_count_polls_requests_webhooks_events_and_mqtt(start_daemon, rec
     assert metrics[("minut2mqtt_mqtt_reconnects_total", ())] == 0
     assert metrics[("minut2mqtt_devices", ())] == 2
     assert ("minut2mqtt_publish_queue", ()) in metrics
-    assert ("minut2mqtt_api_rate_limited_total", ()) in metrics
-    assert metrics[("minut2mqtt_api_requests_last_minute", ())] >= 3
+    assert ("minut2mqtt_api_rate_limited_total", (DEFAULT,)) in metrics
+    assert metrics[("minut2mqtt_api_requests_last_minute", (DEFAULT,))] >= 3
 
 
 def test_a_429_is_counted(start_daemon, account):
@@ -70,5 +74,5 @@ def test_a_429_is_counted(start_daemon, account):
     with pytest.raises(MinutApiError):
         daemon.poller.poll_once()
     metrics = scrape(daemon.webhook_port)
-    assert metrics[("minut2mqtt_api_rate_limited_total", ())] == 1
-    assert metrics[("minut2mqtt_api_requests_total", (("status", "429"),))] == 1
+    assert metrics[("minut2mqtt_api_rate_limited_total", (DEFAULT,))] == 1
+    assert metrics[("minut2mqtt_api_requests_total", (DEFAULT, ("status", "429")))] == 1

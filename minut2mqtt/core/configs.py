@@ -18,7 +18,7 @@ import json
 import logging
 from collections import defaultdict
 
-from .discovery import Configs
+from .config_types import Configs
 from .publishing import Lane
 from .retained import RetainedTopics, fingerprint
 from .topics import Topics
@@ -33,7 +33,7 @@ class DiscoveryConfigs:
         self._retained = retained
         self._topics = topics
         self._device_based = device_based
-        self._marker = topics.bridge_availability.encode()
+        self._marker = f"{topics.base}/".encode()
         self.on_broker: dict[str, bytes] = {}
         """Our configs the broker holds (as its replay and our subscription show): fingerprints."""
         self.broker_known = False
@@ -137,9 +137,19 @@ class DiscoveryConfigs:
         if not isinstance(config, dict):
             return False
         entities = [config, *(config.get("components") or {}).values()]
+        ours = self._topics.bridge_availability
+        triggers_ours = f"{self._topics.base}/"  # a device trigger has no availability
         return any(
-            isinstance(entry, dict) and entry.get("topic") == self._topics.bridge_availability
+            isinstance(entity, dict)
+            and (
+                any(
+                    isinstance(entry, dict) and entry.get("topic") == ours
+                    for entry in entity.get("availability") or ()
+                )
+                or (
+                    entity.get("automation_type") == "trigger"
+                    and str(entity.get("topic", "")).startswith(triggers_ours)
+                )
+            )
             for entity in entities
-            if isinstance(entity, dict)
-            for entry in entity.get("availability") or ()
         )

@@ -13,22 +13,39 @@ Configs are typed (`EntityConfig`, `DeviceBlock`, `Availability`) and become JSO
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from .. import __version__
 from ..minut.models import Device, Home
-from .documents import FRESH, OFF, OFFLINE, ON, ONLINE, STALE
+from .config_types import (
+    Availability,
+    Configs,
+    DeviceBlock,
+    EntityConfig,
+    TriggerConfig,
+    as_json,
+)
+from .control_configs import (
+    Controls,
+    control_config,
+    device_controls,
+    device_triggers,
+    home_controls,
+    home_triggers,
+)
+from .documents import FRESH, OFF, ON, STALE
 from .entities import (
     BRIDGE_VALUES,
     DEVICE_STATES,
     EVENT_TYPES_FOR_HA,
+    GUEST_VALUES,
     HOME_STATES,
     HOME_VALUES,
     BinarySpec,
+    GuestValueSpec,
     reading_spec,
 )
 from .publishing import EVENT_QOS, QOS
@@ -37,11 +54,6 @@ from .topics import Topics, topic_safe
 MINUT_WEB_APP = "https://web.minut.com"
 ORIGIN = {"name": "minut2mqtt", "sw_version": __version__}
 
-Configs = dict[str, dict[str, Any]]
-"""Discovery topic → config payload."""
-NOT_IN_PAYLOAD: Mapping[str, bool] = {"in_payload": False}
-"""Field metadata: where a config goes, not what it says."""
-
 
 @dataclass(frozen=True)
 class DiscoveryContext:
@@ -49,6 +61,10 @@ class DiscoveryContext:
     momentary_seconds: float
     device_based: bool = False
     """One config per device (Home Assistant 2024.11 and later) rather than one per entity."""
+    controls: Controls | None = None
+    """Command entities and device triggers, unless None (`controls.enabled: false`)."""
+    guests: bool = False
+    """Every home shows its current and next stay (`controls.guests_interval`)."""
 
     @property
     def instance(self) -> str:
@@ -64,57 +80,6 @@ class DiscoveryContext:
     @property
     def bridge_identifier(self) -> str:
         return f"{self.instance}_bridge"
-
-
-@dataclass(frozen=True)
-class Availability:
-    topic: str
-    payload_available: str = ONLINE
-    payload_not_available: str = OFFLINE
-    value_template: str | None = None
-
-
-@dataclass(frozen=True)
-class DeviceBlock:
-    """The `device` of every config of one Home Assistant device."""
-
-    identifiers: tuple[str, ...]
-    name: str
-    manufacturer: str
-    model: str
-    suggested_area: str | None = None
-    configuration_url: str | None = None
-    hw_version: str | None = None
-    sw_version: str | None = None
-    via_device: str | None = None
-
-
-@dataclass(frozen=True)
-class EntityConfig:
-    """What is particular to one entity; `_assemble` adds what its device's entities share."""
-
-    component: str = field(metadata=NOT_IN_PAYLOAD)
-    key: str = field(metadata=NOT_IN_PAYLOAD)
-    name: str
-    state_topic: str
-    value_template: str | None = None
-    payload_on: str | None = None
-    payload_off: str | None = None
-    state_class: str | None = None
-    device_class: str | None = None
-    unit_of_measurement: str | None = None
-    suggested_display_precision: int | None = None
-    icon: str | None = None
-    off_delay: int | None = None
-    event_types: tuple[str, ...] | None = None
-    entity_category: str | None = None
-    enabled_by_default: bool | None = None
-    availability: tuple[Availability, ...] = ()
-
-    @property
-    def availability_mode(self) -> str | None:
-        """Available only while every availability topic says so."""
-        return "all" if len(self.availability) > 1 else None
 
 
 def device_configs(ctx: DiscoveryContext, device: Device, reading_keys: Iterable[str]) -> Configs:
@@ -142,11 +107,19 @@ def device_configs(ctx: DiscoveryContext, device: Device, reading_keys: Iterable
         for spec in DEVICE_STATES
     ]
     entities.append(_event_config(ctx.topics.device_event(device.device_id), bridge_only))
-    return _assemble(ctx, node_id, device.name, block, entities)
+    if ctx.controls is None:
+        return _assemble(ctx, node_id, device.name, block, entities)
+    entities += [
+        control_config(spec, fields, state_topic, bridge_only)
+        for spec, fields in device_controls(ctx.topics, device, ctx.controls)
+    ]
+    triggers = device_triggers(ctx.topics, device) if ctx.controls.device_triggers else []
+    return _assemble(ctx, node_id, device.name, block, entities, triggers)
 
 
 def home_configs(ctx: DiscoveryContext, home: Home) -> Configs:
-    """The home as its own device: alarm status, noise disturbance and its event entity."""
+    """The home as its own device: alarm status, noise disturbance, its event entity, its
+    controls and its current and next stay."""
     node_id = ctx.home_identifier(home.home_id)
     state_topic = ctx.topics.home_state(home.home_id)
     block = DeviceBlock(
@@ -170,8 +143,16 @@ def home_configs(ctx: DiscoveryContext, home: Home) -> Configs:
         for spec in HOME_VALUES
     ]
     entities += [_binary_config(ctx, spec, state_topic, availability) for spec in HOME_STATES]
+    entities += [_guest_config(ctx, home, spec) for spec in GUEST_VALUES if ctx.guests]
     entities.append(_event_config(ctx.topics.home_event(home.home_id), availability))
-    return _assemble(ctx, node_id, home.name, block, entities)
+    if ctx.controls is None:
+        return _assemble(ctx, node_id, home.name, block, entities)
+    entities += [
+        control_config(spec, fields, state_topic, availability)
+        for spec, fields in home_controls(ctx.topics, home, ctx.controls)
+    ]
+    triggers = home_triggers(ctx.topics, home) if ctx.controls.device_triggers else []
+    return _assemble(ctx, node_id, home.name, block, entities, triggers)
 
 
 def bridge_configs(ctx: DiscoveryContext) -> Configs:
@@ -253,6 +234,26 @@ def _binary_config(
     )
 
 
+def _guest_config(ctx: DiscoveryContext, home: Home, spec: GuestValueSpec) -> EntityConfig:
+    """Available while the stay exists; a time has its own topic (see GuestValueSpec)."""
+    state_topic = ctx.topics.home_state(home.home_id)
+    stay_exists = Availability(
+        state_topic,
+        value_template=f"{{{{ 'online' if value_json.{spec.stay}_stay else 'offline' }}}}",
+    )
+    own_topic = ctx.topics.home_value(home.home_id, spec.key) if spec.timestamp else None
+    return EntityConfig(
+        "sensor",
+        spec.key,
+        spec.name,
+        own_topic or state_topic,
+        value_template=None if own_topic else f"{{{{ value_json.{spec.key} }}}}",
+        device_class="timestamp" if spec.timestamp else None,
+        icon=None if spec.timestamp else "mdi:account-clock",
+        availability=(Availability(ctx.topics.bridge_availability), stay_exists),
+    )
+
+
 def _event_config(event_topic: str, availability: tuple[Availability, ...]) -> EntityConfig:
     return EntityConfig(
         "event",
@@ -270,22 +271,24 @@ def _assemble(
     device_name: str,
     block: DeviceBlock,
     entities: list[EntityConfig],
+    triggers: list[TriggerConfig] | None = None,
 ) -> Configs:
     """Add what every entity of one device shares: ids, the device block, origin, QoS; one
-    config per entity, or one for the device with every entity under `components`."""
-    device = _as_json(block)
+    config per entity (and device trigger), or one for the device with all under `components`."""
+    device = as_json(block)
     configs: Configs = {}
     components: dict[str, Any] = {}
     for entity in entities:
         object_id = f"minut_{_slug(device_name)}_{entity.key}"
         qos = EVENT_QOS if entity.component == "event" else QOS
-        particular = _without_empty(
+        particular = as_json(
             {
                 "unique_id": f"{node_id}_{entity.key}",
                 # object_id for Home Assistant before 2025.10, default_entity_id after: both.
                 "object_id": object_id,
                 "default_entity_id": f"{entity.component}.{object_id}",
-                **_as_json(entity),
+                **as_json(entity),
+                **(as_json(entity.control) if entity.control else {}),
                 "availability_mode": entity.availability_mode,
             }
         )
@@ -294,45 +297,17 @@ def _assemble(
         else:
             topic = ctx.topics.discovery(entity.component, node_id, entity.key)
             configs[topic] = {**particular, "device": device, "origin": ORIGIN, "qos": qos}
+    for trigger in triggers or ():
+        particular = {**as_json(trigger), "qos": EVENT_QOS}
+        if ctx.device_based:
+            components[trigger.key] = {"platform": "device_automation", **particular}
+        else:
+            topic = ctx.topics.discovery("device_automation", node_id, trigger.key)
+            configs[topic] = {**particular, "device": device, "origin": ORIGIN}
     if ctx.device_based:
         payload = {"device": device, "origin": ORIGIN, "components": components}
         return {ctx.topics.device_discovery(node_id): payload}
     return configs
-
-
-def _as_json(config: Any) -> Any:
-    """Typed configs as JSON, every empty (None) field dropped: the only place that drops them.
-
-    Fields marked `NOT_IN_PAYLOAD` are left out too.
-    """
-    if config is None or isinstance(config, str | int | float):
-        return config
-    if isinstance(config, dict):
-        return {key: _as_json(value) for key, value in config.items() if value is not None}
-    if isinstance(config, tuple | list):
-        return [_as_json(value) for value in config]
-    return {
-        name: _as_json(value)
-        for name in _payload_fields(type(config))
-        if (value := getattr(config, name)) is not None
-    }
-
-
-def _without_empty(config: dict[str, Any]) -> dict[str, Any]:
-    """`config`, already JSON, without its empty (None) fields."""
-    return {key: value for key, value in config.items() if value is not None}
-
-
-_PAYLOAD_FIELDS: dict[type, tuple[str, ...]] = {}
-
-
-def _payload_fields(kind: type) -> tuple[str, ...]:
-    """The fields of a typed config that go into its JSON (looked up once per class)."""
-    if kind not in _PAYLOAD_FIELDS:
-        _PAYLOAD_FIELDS[kind] = tuple(
-            item.name for item in dataclasses.fields(kind) if item.metadata.get("in_payload", True)
-        )
-    return _PAYLOAD_FIELDS[kind]
 
 
 def _slug(name: str) -> str:

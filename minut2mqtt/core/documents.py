@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..minut.guests import current_and_next
 from ..minut.models import Event, Reading, format_time
+from .controls import control_values, controls_of_device, controls_of_home
 from .entities import (
     DEVICE_STATES,
+    GUEST_VALUES,
     HOME_STATES,
     HOME_VALUES,
     STATUS_VALUES,
@@ -75,10 +78,13 @@ def device_document(tracked: TrackedDevice, now: datetime, stale_after: float) -
         "readings": readings,
         "states": _on_off(DEVICE_STATES, tracked.flags),
         "ongoing_events": sorted(device.ongoing_events),
+        "controls": control_values(controls_of_device(device), device),
+        "reactions": [dict(reaction.raw) for reaction in device.reactions],
+        "quiet_hours": dict(device.quiet_hours.raw) if device.quiet_hours else None,
     }
 
 
-def home_document(tracked: TrackedHome) -> dict[str, Any]:
+def home_document(tracked: TrackedHome, now: datetime) -> dict[str, Any]:
     home = tracked.home
     return {
         "home_id": home.home_id,
@@ -89,6 +95,24 @@ def home_document(tracked: TrackedHome) -> dict[str, Any]:
         "timezone": home.timezone,
         "devices": list(home.device_ids),
         "states": _on_off(HOME_STATES, tracked.flags),
+        "controls": control_values(controls_of_home(home), home),
+        **guest_values(tracked, now),
+    }
+
+
+def guest_values(tracked: TrackedHome, now: datetime) -> dict[str, Any]:
+    """`guests` (every stay; null: not read, or not listed for this home), `current_stay`,
+    `next_stay` and the table's guest values."""
+    current, upcoming = (
+        stay.document() if stay else None for stay in current_and_next(tracked.stays or (), now)
+    )
+    stays: dict[str, dict[str, Any] | None] = {"current": current, "next": upcoming}
+    values = {spec.key: (stays[spec.stay] or {}).get(spec.field) for spec in GUEST_VALUES}
+    return {
+        "guests": None if tracked.stays is None else [s.document() for s in tracked.stays],
+        "current_stay": current,
+        "next_stay": upcoming,
+        **values,
     }
 
 

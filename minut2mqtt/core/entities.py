@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .. import __version__
 from ..minut.models import Device, Home, Reading, format_time
-from .status import MINUT_CONNECTED, Status
+from .status import MINUT_CONNECTED, Status, accounts_document
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,11 @@ def reading_spec(key: str) -> ReadingSpec:
     return ReadingSpec(key, key.replace("_", " ").capitalize())
 
 
+def device_class_of(unit: str) -> str | None:
+    """The device class of the readings measured in `unit` (for thresholds of the same)."""
+    return next((spec.device_class for spec in READINGS if spec.unit == unit), None)
+
+
 def readings_of(device: Device) -> Mapping[str, Reading]:
     """Every reading the device carries now: `latest_sensor_values` and the rows' sources."""
     readings = dict(device.readings)
@@ -227,6 +232,31 @@ HOME_STATES: tuple[BinarySpec, ...] = (
 )  # fmt: skip
 """Binary states of a home. Noise events belong to the home, not to a Point."""
 
+
+@dataclass(frozen=True)
+class GuestValueSpec:
+    """A value of a home's current or next stay (for homes whose guests Minut lists)."""
+
+    key: str
+    name: str
+    stay: str
+    """`current` or `next`."""
+    field: str
+    """`name`, `check_in` or `check_out` of that stay."""
+    timestamp: bool = False
+    """A time: retained alone on `<base>/home/<id>/<key>` while known (Home Assistant 2024.x
+    warns of every null timestamp), its entity available only while the stay exists."""
+
+
+GUEST_VALUES: tuple[GuestValueSpec, ...] = (
+    GuestValueSpec("current_guest", "Current guest", "current", "name"),
+    GuestValueSpec("current_guest_check_out", "Current guest check-out", "current", "check_out",
+                   timestamp=True),
+    GuestValueSpec("next_guest", "Next guest", "next", "name"),
+    GuestValueSpec("next_guest_check_in", "Next guest check-in", "next", "check_in",
+                   timestamp=True),
+)  # fmt: skip
+
 HOME_VALUES: tuple[HomeValueSpec, ...] = (
     HomeValueSpec(
         "alarm_status", "Alarm status", lambda home: home.alarm_status, "mdi:shield-home"
@@ -261,6 +291,7 @@ STATUS_VALUES: tuple[StatusValue, ...] = (
     API_ERRORS,
     EVENTS_FORWARDED,
     StatusValue("webhooks_refused", lambda status: dict(status.webhook_refusals)),
+    StatusValue("accounts", accounts_document),
     StatusValue("version", lambda status: __version__),
 )
 """The bridge's status document, key by key; the bridge's entities below read these keys."""
@@ -334,6 +365,23 @@ HOME_EVENT_TYPES = frozenset(
     event for spec in HOME_STATES for event in spec.on_events | spec.off_events
 ) | {"disturbance_snoozed", "alarm_silenced", "alarm_grace_period_expired"}
 """Event types that concern a whole home, even when a device id comes with them."""
+
+
+def _alert_events(specs: tuple[BinarySpec, ...]) -> tuple[str, ...]:
+    """The events that make each state worth pointing out: on-events of alert states, the
+    off-events of the others (a Point going offline)."""
+    found: list[str] = []
+    for spec in specs:
+        for event in sorted(spec.on_events if spec.alert else spec.off_events):
+            if event not in found:
+                found.append(event)
+    return tuple(found)
+
+
+DEVICE_TRIGGER_EVENTS = _alert_events(DEVICE_STATES)
+"""A Home Assistant device trigger for each of these on every Point."""
+HOME_TRIGGER_EVENTS = (*_alert_events(HOME_STATES), "alarm_grace_period_expired")
+"""A Home Assistant device trigger for each of these on every home."""
 
 
 def ha_event_type(minut_type: str) -> str:

@@ -1,10 +1,9 @@
 """The mirror of the Minut account: what the bridge believes about every Point and home.
 
-It turns polls, events and the passing of time into the MQTT messages that keep subscribers
-current. What it publishes is proportional to what changed: an event touches its Point and
-home, a poll the Points whose data changed, a tick the documents whose readings turn stale.
-It does no I/O and takes no lock: one thread owns it (the daemon's writer, runtime/writer.py).
-Long work comes as steps (`*_steps`), so that the writer can put events between them.
+It turns polls, events and time into the MQTT messages that keep subscribers current, in
+proportion to what changed (an event touches its Point and home, a poll the Points that changed,
+a tick what turns stale or whose stay begins or ends). It does no I/O and takes no lock: one
+thread owns it (runtime/writer.py); long work comes as steps, events go between them.
 """
 
 from __future__ import annotations
@@ -18,8 +17,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from ..minut.guests import Stay, next_change
 from ..minut.models import Device, Event, Home
+from .bridge_status import RetainedStatus
 from .configs import DiscoveryConfigs
+from .control_configs import Controls
+from .controls import controls_of_device
 from .discovery import DiscoveryContext, bridge_configs, device_configs, home_configs
 from .documents import (
     OFFLINE,
@@ -29,12 +32,7 @@ from .documents import (
     home_document,
     next_stale_at,
 )
-from .entities import (
-    DEVICE_STATES,
-    HOME_STATES,
-    STATUS_VALUES,
-    readings_of,
-)
+from .entities import DEVICE_STATES, GUEST_VALUES, HOME_STATES, readings_of
 from .events import PublishedEvents, event_topics
 from .publishing import Publisher
 from .retained import RetainedTopics
@@ -59,13 +57,17 @@ class Mirror:
         stale_after: float = 7200.0,
         momentary_seconds: float = 30.0,
         device_discovery: bool = False,
+        controls: Controls | None = None,
+        guests: bool = False,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         on_change: Callable[[str, str], None] | None = None,
     ):
         self._publisher = publisher
         self.topics = topics
-        self._discovery = DiscoveryContext(topics, momentary_seconds, device_discovery)
+        self._discovery = DiscoveryContext(
+            topics, momentary_seconds, device_discovery, controls, guests
+        )
         self._stale_after = stale_after
         self._momentary_seconds = momentary_seconds
         self._now = wall_clock
@@ -76,18 +78,13 @@ class Mirror:
         self._devices_of_home: defaultdict[str, set[str]] = defaultdict(set)
         self._retained = RetainedTopics(publisher)
         self.configs = DiscoveryConfigs(self._retained, topics, device_based=device_discovery)
-        self._pictures: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
-        """Each account's latest poll: the ids of its Points and homes."""
-        self._polled = False
-        """A poll has told which devices and homes exist."""
-        self._configs_synced = False
-        """Since the last connect, every config was compared with what the broker holds."""
-        self._staleness: list[tuple[datetime, str]] = []
-        """(when its next reading turns stale, device id), the earliest first (some outdated)."""
-        self._momentary: set[str] = set()
-        """Devices with a momentary state on."""
+        self._pictures: dict[str, tuple[frozenset[str], frozenset[str]]] = {}  # ids by account
+        self._polled = False  # a poll has told which devices and homes exist
+        self._configs_synced = False  # since the last connect, configs compared with the broker
+        self._staleness: list[tuple[datetime, str]] = []  # (stale at, device id), soonest first
+        self._momentary: set[str] = set()  # devices with a momentary state on
         self._published_event_ids = PublishedEvents()
-        self._status: Mapping[str, Any] | None = None
+        self._bridge_status = RetainedStatus(self._retained, topics)
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -100,27 +97,37 @@ class Mirror:
     def poll_steps(
         self, devices: Iterable[Device], homes: Iterable[Home], account: str = ""
     ) -> Steps:
-        """A home or Point leaves when no account's latest picture holds it (two Minut users
-        may share a home: its ids are the same in both)."""
+        """A home or Point leaves once no account's latest picture holds it (accounts share)."""
         homes_now = {home.home_id: home for home in homes}
         devices_now = {device.device_id: device for device in devices}
         self._pictures[account] = (frozenset(devices_now), frozenset(homes_now))
         self._remove_absent()
         for home in homes_now.values():
-            tracked = self.homes.setdefault(home.home_id, TrackedHome(home))
-            if tracked.home != home:
-                tracked.home, tracked.state_changed = home, True
+            self._update_home(home)
         for device in devices_now.values():
             self._update_device(device)
         self._polled = True
         yield  # every Point is known now: events may come between the steps that publish
         yield from self._publish_changes()
 
-    def apply_event(self, event: Event) -> bool:
-        """Publish one Minut event on its event topics and flip the binary states it drives.
+    def apply_stays(self, home_id: str, stays: tuple[Stay, ...] | None) -> None:
+        """A home's guests read again (None: Minut lists none for it)."""
+        if (tracked := self.homes.get(home_id)) is not None and tracked.stays != stays:
+            tracked.stays, tracked.state_changed = stays, True
+            self._publish_home(tracked, syncing=False)
 
-        False when the event was published before (a repeated delivery): nothing is done.
-        """
+    def apply_update(self, devices: Iterable[Device] = (), homes: Iterable[Home] = ()) -> None:
+        """Points and homes read again one by one (after a command): known ones are updated."""
+        for home in homes:
+            if home.home_id in self.homes:
+                self._publish_home(self._update_home(home), syncing=False)
+        for device in devices:
+            if device.device_id in self.devices:
+                self._publish_device(self._update_device(device), syncing=False)
+
+    def apply_event(self, event: Event) -> bool:
+        """Publish one Minut event on its event topics and flip the binary states it drives;
+        False when it was published before (a repeated delivery): nothing is done."""
         if event.id in self._published_event_ids:
             log.debug("event %s (%s) was already published: skipped", event.id, event.type)
             return False
@@ -136,7 +143,8 @@ class Mirror:
             self._publisher.publish(
                 topic, document, retain=False, event_id=event.id if last else None
             )
-        self._note(f"event {event.type}", self._subject_of(event))
+        subject = self.devices.get(event.device_id or "") or self.homes.get(event.home_id or "")
+        self._note(f"event {event.type}", subject.name if subject else event.subject_id)
         if event.device_id in self.devices:
             self._apply_device_event(self.devices[event.device_id], event.type)
         if event.device_id is None and event.home_id is not None:
@@ -160,6 +168,10 @@ class Mirror:
                 self._momentary.discard(device_id)
             self._publish_device_state(tracked)
         wall = self._now()
+        for home in self.homes.values():
+            if home.guests_change_at is not None and home.guests_change_at <= wall:
+                home.state_changed = True  # a stay began or ended
+                self._publish_home_state(home)
         while self._staleness and self._staleness[0][0] <= wall:
             due, device_id = heapq.heappop(self._staleness)
             tracked = self.devices.get(device_id)
@@ -168,22 +180,17 @@ class Mirror:
                 self._publish_device_state(tracked)
 
     def set_status(self, status: Mapping[str, Any]) -> None:
-        """The bridge's own status document (Minut connection, counters), retained."""
-        self._status = status
-        self._retain_status(force=False)
+        self._bridge_status.set(status)
 
     def republish(self) -> None:
         _run(self.republish_steps())
 
     def republish_steps(self) -> Steps:
-        """Send availability and states again (the broker or Home Assistant restarted), and
-        the configs the broker does not hold as they are.
-
-        The bridge's own `online` too: a stray `offline` (another client using our client id
-        and its will) would otherwise leave every entity unavailable until a restart.
-        """
+        """Send availability and states again (the broker or Home Assistant restarted), the
+        configs the broker does not hold as they are, and the bridge's own `online` (a stray
+        `offline`, another client's will under our id, would leave every entity unavailable)."""
         self._publisher.publish(self.topics.bridge_availability, ONLINE, retain=True)
-        self._retain_status(force=True)
+        self._bridge_status.retain(force=True)
         self._configs_synced = False  # the broker's configs are compared with ours again
 
         def home_again(home: TrackedHome) -> None:
@@ -224,7 +231,13 @@ class Mirror:
 
     # -- per-device bookkeeping ---------------------------------------------------------------
 
-    def _update_device(self, device: Device) -> None:
+    def _update_home(self, home: Home) -> TrackedHome:
+        tracked = self.homes.setdefault(home.home_id, TrackedHome(home))
+        if tracked.home != home:
+            tracked.home, tracked.state_changed = home, True
+        return tracked
+
+    def _update_device(self, device: Device) -> TrackedDevice:
         tracked = self.devices.get(device.device_id)
         if tracked is None:
             tracked = self.devices[device.device_id] = TrackedDevice(device)
@@ -240,6 +253,7 @@ class Mirror:
                 value = spec.poll.value(spec, device) or spec.key in tracked.momentary_until
                 if tracked.flags[spec.key] != value:
                     tracked.flags[spec.key], tracked.state_changed = value, True
+        return tracked
 
     def _apply_device_event(self, tracked: TrackedDevice, event_type: str) -> None:
         for spec in DEVICE_STATES:
@@ -251,13 +265,6 @@ class Mirror:
                 tracked.momentary_until[spec.key] = self._monotonic() + self._momentary_seconds
                 self._momentary.add(tracked.device.device_id)
         self._publish_device_state(tracked)
-
-    def _subject_of(self, event: Event) -> str:
-        if event.device_id in self.devices:
-            return self.devices[event.device_id].device.name
-        if event.home_id in self.homes:
-            return self.homes[event.home_id].home.name
-        return event.device_id or event.home_id or "?"
 
     def forget_account(self, account: str) -> None:
         """An account was disconnected: what only it showed leaves."""
@@ -328,7 +335,8 @@ class Mirror:
         device = tracked.device
         if self._configs_synced or syncing:
             entities = tracked.entity_readings(self._now())
-            basis = (device.name, device.model, device.firmware, device.home_id, entities)
+            controls = [spec.key for spec in controls_of_device(device)]
+            basis = (device.name, device.model, device.firmware, device.home_id, entities, controls)
             if syncing or basis != tracked.config_basis:
                 node = self._discovery.device_identifier(device.device_id)
                 configs = device_configs(self._discovery, device, entities)
@@ -341,9 +349,8 @@ class Mirror:
     def _publish_home(self, home: TrackedHome, syncing: bool) -> None:
         if (self._configs_synced or syncing) and (syncing or home.home != home.config_basis):
             node = self._discovery.home_identifier(home.home.home_id)
-            self.configs.publish(
-                node, home_configs(self._discovery, home.home), against_broker=syncing
-            )
+            configs = home_configs(self._discovery, home.home)
+            self.configs.publish(node, configs, against_broker=syncing)
             home.config_basis = home.home
         self._publish_home_state(home)
 
@@ -372,22 +379,16 @@ class Mirror:
     def _publish_home_state(self, home: TrackedHome, *, force: bool = False) -> None:
         if not (home.state_changed or force):
             return
-        if self._retained.retain(
-            self.topics.home_state(home.home.home_id), home_document(home), force=force
-        ):
+        now, home_id = self._now(), home.home.home_id
+        document = home_document(home, now)
+        if self._retained.retain(self.topics.home_state(home_id), document, force=force):
             self._note("home state", home.home.name)
         home.state_changed = False
-
-    def _retain_status(self, *, force: bool) -> None:
-        status = self._status
-        if status is None:
-            return
-        self._retained.retain(self.topics.bridge_status, status, force=force)
-        for value in STATUS_VALUES:
-            if value.own_topic and status.get(value.key) is not None:
-                self._retained.retain(
-                    self.topics.bridge_value(value.key), str(status[value.key]), force=force
-                )
+        home.guests_change_at = next_change(home.stays or (), now)
+        for spec in GUEST_VALUES:  # a time alone, while known (see GuestValueSpec)
+            if spec.timestamp and document.get(spec.key) is not None:
+                topic = self.topics.home_value(home_id, spec.key)
+                self._retained.retain(topic, document[spec.key], force=force)
 
     def _note(self, what: str, subject: str) -> None:
         if self._on_change is not None:

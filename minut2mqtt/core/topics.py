@@ -51,8 +51,37 @@ class Topics:
     def home_state(self, home_id: str) -> str:
         return f"{self.base}/home/{topic_safe(home_id)}/state"
 
+    def home_value(self, home_id: str, key: str) -> str:
+        """One value of a home alone (see GuestValueSpec.timestamp)."""
+        return f"{self.base}/home/{topic_safe(home_id)}/{topic_safe(key)}"
+
     def home_event(self, home_id: str) -> str:
         return f"{self.base}/home/{topic_safe(home_id)}/event"
+
+    def home_command(self, home_id: str, key: str) -> str:
+        return f"{self.base}/home/{topic_safe(home_id)}/{topic_safe(key)}/set"
+
+    def device_command(self, device_id: str, key: str) -> str:
+        return f"{self.base}/device/{topic_safe(device_id)}/{topic_safe(key)}/set"
+
+    @property
+    def command_filters(self) -> tuple[str, str]:
+        """Match every command topic of a home and of a Point."""
+        return f"{self.base}/home/+/+/set", f"{self.base}/device/+/+/set"
+
+    @property
+    def command_response(self) -> str:
+        """Where the answer to every command goes (not retained)."""
+        return f"{self.base}/bridge/response"
+
+    def command_target(self, topic: str) -> tuple[str, str, str] | None:
+        """("home" or "device", its id as in the topic, the control's key) of a command topic."""
+        parts = topic.split("/")
+        base = self.base.split("/")
+        if len(parts) != len(base) + 4 or parts[: len(base)] != base or parts[-1] != "set":
+            return None
+        kind, subject, key = parts[len(base) : len(base) + 3]
+        return (kind, subject, key) if kind in ("home", "device") else None
 
     def discovery(self, component: str, node_id: str, object_id: str) -> str:
         node, entity = topic_safe(node_id), topic_safe(object_id)

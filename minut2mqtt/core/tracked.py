@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from ..minut.guests import Stay
 from ..minut.models import Device, Home, Reading
 from .entities import DEVICE_STATES, HOME_STATES
 
@@ -29,6 +30,10 @@ class TrackedDevice:
     """When the next of its fresh readings turns stale (its document changes then)."""
     config_basis: object = None
     """What its discovery configs were last built from (None: not published yet)."""
+
+    @property
+    def name(self) -> str:
+        return self.device.name
 
     def entity_readings(self, now: datetime) -> list[str]:
         """The readings that deserve an entity: all but those abandoned long ago."""
@@ -58,3 +63,11 @@ class TrackedHome:
     """The home's binary states of the table, by key."""
     state_changed: bool = True
     config_basis: object = None
+    stays: tuple[Stay, ...] | None = None
+    """Its guests' stays, once read (None: not read, or Minut lists no guests for it)."""
+    guests_change_at: datetime | None = None
+    """The next check-in or check-out: its current or next stay changes then."""
+
+    @property
+    def name(self) -> str:
+        return self.home.name

@@ -25,6 +25,25 @@ class Reading:
 
 
 @dataclass(frozen=True)
+class Reaction:
+    """One threshold of a Point (`reactions[]`): its type, value and how long it must hold."""
+
+    type: str
+    value: float | None
+    duration_seconds: int | None
+    raw: Mapping[str, Any]
+    """The whole reaction as the API gave it: a write sends it back with one field changed."""
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    enabled: bool | None
+    start: str | None
+    end: str | None
+    raw: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Device:
     device_id: str
     home_id: str | None
@@ -38,6 +57,11 @@ class Device:
     ongoing_events: frozenset[str] = frozenset()
     last_heard_from_at: datetime | None = None
     next_heartbeat_at: datetime | None = None
+    reactions: tuple[Reaction, ...] = ()
+    quiet_hours: QuietHours | None = None
+
+    def reaction(self, reaction_type: str) -> Reaction | None:
+        return next((r for r in self.reactions if r.type == reaction_type), None)
 
     @property
     def model(self) -> str:
@@ -63,6 +87,10 @@ class Event:
     home_id: str | None
     device_id: str | None
     raw: Mapping[str, Any]
+
+    @property
+    def subject_id(self) -> str:
+        return self.device_id or self.home_id or "?"
 
 
 @dataclass(frozen=True)
@@ -132,6 +160,8 @@ def parse_device(raw: Mapping[str, Any]) -> Device:
         ),
         last_heard_from_at=parse_time(raw.get("last_heard_from_at")),
         next_heartbeat_at=parse_time(raw.get("next_heartbeat_at")),
+        reactions=_reactions(raw.get("reactions")),
+        quiet_hours=_quiet_hours(raw.get("quiet_hours")),
     )
 
 
@@ -147,6 +177,11 @@ def parse_home(raw: Mapping[str, Any]) -> Home:
         timezone=_optional_str(raw.get("timezone")),
         device_ids=tuple(d for d in _list(raw.get("devices")) if isinstance(d, str)),
     )
+
+
+def alarm_write(*, armed: bool) -> dict[str, Any]:
+    """The body that arms or disarms a home (the same field the home is read with)."""
+    return {"alarm_status": "on" if armed else "off"}
 
 
 def parse_event(raw: Mapping[str, Any]) -> Event:
@@ -174,6 +209,35 @@ def _readings(raw: Any) -> dict[str, Reading]:
         if isinstance(key, str) and value is not None:
             readings[key] = Reading(value=value, time=parse_time(entry_map.get("time")))
     return readings
+
+
+def _reactions(raw: Any) -> tuple[Reaction, ...]:
+    """Each reaction with a type, the first of each type only."""
+    reactions: dict[str, Reaction] = {}
+    for entry in _list(raw):
+        entry_map = _mapping(entry)
+        kind = entry_map.get("type")
+        if isinstance(kind, str) and kind and kind not in reactions:
+            duration = _optional_float(entry_map.get("duration_seconds"))
+            reactions[kind] = Reaction(
+                type=kind,
+                value=_optional_float(entry_map.get("value")),
+                duration_seconds=round(duration) if duration is not None else None,
+                raw=dict(entry_map),
+            )
+    return tuple(reactions.values())
+
+
+def _quiet_hours(raw: Any) -> QuietHours | None:
+    if not isinstance(raw, Mapping):
+        return None
+    enabled = raw.get("enabled")
+    return QuietHours(
+        enabled=enabled if isinstance(enabled, bool) else None,
+        start=_optional_str(raw.get("start")),
+        end=_optional_str(raw.get("end")),
+        raw=dict(raw),
+    )
 
 
 def _identifier(raw: Mapping[str, Any], key: str, kind: str) -> str:

@@ -29,6 +29,9 @@ class Priority(IntEnum):
     """Nothing else works without an access token."""
     EVENTS = 1
     """Pulling events that webhooks did not deliver: a missed alarm matters most."""
+    COMMAND = 1
+    """A user's command (arm a home, a threshold): as urgent as a missed event (the same level:
+    an alias of EVENTS), ahead of polls."""
     POLL = 2
     """The periodic read of devices and homes, and everything else."""
 

@@ -60,8 +60,12 @@ class BrokerConnection:
         *,
         on_connected: Callable[[], None] = lambda: None,
         subscriptions: dict[str, Callable[[str, bytes], None]] | None = None,
+        live_only: frozenset[str] = frozenset(),
     ) -> None:
+        """`live_only`: filters of `subscriptions` whose retained messages are ignored (a
+        command someone retained must not run again on every connect)."""
         self._options = options
+        self._live_only = live_only
         self._listeners = listeners
         self._on_connected = on_connected
         self._subscriptions = dict(subscriptions or {})
@@ -247,6 +251,9 @@ class BrokerConnection:
         # amqtt may hand us retained messages for filters we never subscribed to: match ourselves.
         for topic_filter, handler in self._subscriptions.items():
             if mqtt.topic_matches_sub(topic_filter, message.topic):
+                if message.retain and topic_filter in self._live_only:
+                    log.warning("ignored a retained message on %s", message.topic)
+                    continue
                 try:
                     handler(message.topic, bytes(message.payload))
                 except Exception:

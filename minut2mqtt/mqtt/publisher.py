@@ -49,6 +49,7 @@ class MqttPublisher:
         *,
         on_connected: Callable[[], None] = lambda: None,
         subscriptions: dict[str, Callable[[str, bytes], None]] | None = None,
+        live_only: frozenset[str] = frozenset(),
         on_replayed: Callable[[], None] = lambda: None,
         on_session_lost: Callable[[], None] = lambda: None,
     ):
@@ -89,6 +90,7 @@ class MqttPublisher:
             ),
             on_connected=on_connected,
             subscriptions=subscriptions,
+            live_only=live_only,
         )
 
     @property

@@ -23,6 +23,7 @@ from typing import TypeVar
 from ..core.documents import status_document
 from ..core.mirror import Mirror
 from ..core.status import StatusBoard
+from ..minut.guests import Stay
 from ..minut.models import Device, Event, Home
 
 log = logging.getLogger(__name__)
@@ -131,8 +132,15 @@ class Writer:
         ids = list(event_ids)
         self._put(lambda: self._mirror.remember_published(ids))
 
-    def ask(self, question: Callable[[], T], timeout: float | None = ASK_TIMEOUT_SECONDS) -> T:
-        """The answer to `question`, computed on the writer's thread after the jobs before it.
+    def ask(
+        self,
+        question: Callable[[], T],
+        timeout: float | None = ASK_TIMEOUT_SECONDS,
+        *,
+        urgent: bool = False,
+    ) -> T:
+        """The answer to `question`, computed on the writer's thread after the jobs before it
+        (`urgent`: before any long job, like an event; for a user's command).
 
         Raises TimeoutError when the writer did not get to it within `timeout` seconds.
         """
@@ -144,7 +152,16 @@ class Writer:
             except BaseException as error:
                 answer.set_exception(error)
 
-        return self._wait_for(job, answer, timeout)
+        return self._wait_for(job, answer, timeout, urgent=urgent)
+
+    def apply_update(self, devices: Iterable[Device] = (), homes: Iterable[Home] = ()) -> None:
+        """Points and homes read again one by one (a command's result), applied before this
+        returns, ahead of long jobs."""
+        self.ask(lambda: self._mirror.apply_update(devices, homes), urgent=True)
+
+    def apply_stays(self, home_id: str, stays: tuple[Stay, ...] | None) -> None:
+        """A home's guests, read again (None: Minut lists none for it)."""
+        self._put(lambda: self._mirror.apply_stays(home_id, stays))
 
     def _run_and_wait(self, steps: Callable[[], Iterator[None]], timeout: float | None) -> None:
         """Do a stepped job on the writer's thread, and return once its last step is done."""
@@ -159,8 +176,10 @@ class Writer:
 
         self._wait_for(job, done, timeout)
 
-    def _wait_for(self, job: Job, answer: Future[T], timeout: float | None) -> T:
-        self._put(job)
+    def _wait_for(
+        self, job: Job, answer: Future[T], timeout: float | None, *, urgent: bool = False
+    ) -> T:
+        self._put(job, urgent=urgent)
         if self._thread is None or self._thread is threading.current_thread():
             self.run_pending()
         return answer.result(timeout)

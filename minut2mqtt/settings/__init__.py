@@ -1,7 +1,8 @@
 """The one settings model (CLI > environment > YAML > defaults): `model.py` loads it, `minut.py`
 and `sections.py` hold its sections. Everything is importable from here."""
 
-from .minut import DEFAULT_ACCOUNT, AccountConfig, AccountSettings, MinutSettings
+from .controls import ControlsSettings
+from .minut import CONNECTED_PREFIX, DEFAULT_ACCOUNT, AccountConfig, AccountSettings, MinutSettings
 from .model import Settings, env_name, leaf_fields, load_settings, nest, require
 from .sections import (
     CALLBACK_PATH,
@@ -20,6 +21,7 @@ from .sections import (
 
 __all__ = [
     "CALLBACK_PATH",
+    "CONNECTED_PREFIX",
     "DEFAULT_ACCOUNT",
     "ENV_NESTED_DELIMITER",
     "ENV_PREFIX",
@@ -28,6 +30,7 @@ __all__ = [
     "AccountConfig",
     "AccountSettings",
     "ConfigError",
+    "ControlsSettings",
     "MinutSettings",
     "MqttProtocol",
     "MqttSettings",

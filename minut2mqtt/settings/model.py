@@ -16,6 +16,7 @@ from pydantic_settings import (
 )
 
 from ..logs import LogFormat
+from .controls import ControlsSettings
 from .minut import MinutSettings
 from .sections import (
     ENV_NESTED_DELIMITER,
@@ -37,6 +38,7 @@ class Settings(BaseSettings):
     minut: MinutSettings = MinutSettings()
     mqtt: MqttSettings = MqttSettings()
     webhook: WebhookSettings = WebhookSettings()
+    controls: ControlsSettings = ControlsSettings()
     state_dir: Path = Path("./data")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: LogFormat = Field(

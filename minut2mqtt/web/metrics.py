@@ -1,4 +1,7 @@
-"""`/metrics` in Prometheus' text format, read from the bridge's status at each scrape."""
+"""`/metrics` in Prometheus' text format, read from the bridge's status at each scrape.
+
+What concerns one Minut account (polls, API answers, 429s, its budget, whether it answers) has
+an `account` label (`default` for the account of `minut.client_id`)."""
 
 from __future__ import annotations
 
@@ -20,20 +23,52 @@ class _StatusCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         now = self._snapshot()
-        yield _labelled_counter("polls", "Polls of the Minut API", "outcome", now.polls)
-        yield _labelled_counter(
-            "api_requests",
+        accounts = now.accounts
+        polls = CounterMetricFamily(
+            f"{PREFIX}_polls", "Polls of the Minut API", labels=["account", "outcome"]
+        )
+        responses = CounterMetricFamily(
+            f"{PREFIX}_api_requests",
             "Minut API requests by answer status (token requests not included)",
-            "status",
-            now.api_responses,
+            labels=["account", "status"],
         )
-        yield _counter("api_rate_limited", "429 answers from the Minut API", now.rate_limited)
-        yield _gauge(
+        for account in accounts:
+            for outcome, count in sorted(account.polls.items()):
+                polls.add_metric([account.name, outcome], count)
+            for status, count in sorted(account.api_responses.items()):
+                responses.add_metric([account.name, status], count)
+        yield polls
+        yield responses
+        yield _by_account(
+            CounterMetricFamily,
+            "api_rate_limited",
+            "429 answers from the Minut API",
+            {a.name: a.rate_limited for a in accounts},
+        )
+        yield _by_account(
+            GaugeMetricFamily,
             "api_requests_last_minute",
-            "Minut API requests sent in the last minute (the API allows 120)",
-            now.requests_last_minute,
+            "Minut API requests sent in the last minute (the API allows 120 per client)",
+            {a.name: a.requests_last_minute for a in accounts},
         )
-        yield _gauge("minut_up", "1 while the Minut API answers", now.minut_connected)
+        yield _by_account(
+            GaugeMetricFamily,
+            "minut_up",
+            "1 while the account's Minut API answers",
+            {a.name: a.minut_connected for a in accounts},
+        )
+        yield _by_account(
+            GaugeMetricFamily,
+            "account_devices",
+            "Points in the account at its last poll",
+            {a.name: a.devices for a in accounts},
+        )
+        yield _by_account(
+            GaugeMetricFamily,
+            "last_poll_timestamp_seconds",
+            "Unix time of the account's last successful poll",
+            {a.name: a.last_poll.timestamp() for a in accounts if a.last_poll is not None},
+        )
         yield _labelled_counter(
             "webhooks", "Webhook deliveries by outcome", "outcome", now.webhook_deliveries
         )
@@ -52,14 +87,11 @@ class _StatusCollector(Collector):
         yield _gauge(
             "publish_queue", "Messages waiting for the broker's acknowledgement", now.publish_queue
         )
-        yield _gauge("devices", "Points in the Minut account", now.devices)
-        yield _gauge("homes", "Homes in the Minut account", now.homes)
-        if now.last_poll is not None:
-            yield _gauge(
-                "last_poll_timestamp_seconds",
-                "Unix time of the last successful poll",
-                now.last_poll.timestamp(),
-            )
+        yield _labelled_counter(
+            "commands", "Commands from MQTT by result: ok, refused, failed", "result", now.commands
+        )
+        yield _gauge("devices", "Points the bridge shows, every account together", now.devices)
+        yield _gauge("homes", "Homes the bridge shows, every account together", now.homes)
 
 
 def metrics_view(snapshot: Callable[[], Status]) -> Callable[[], Response]:
@@ -83,6 +115,18 @@ def _labelled_counter(
     family = CounterMetricFamily(f"{PREFIX}_{name}", documentation, labels=[label])
     for label_value, count in sorted(values.items()):
         family.add_metric([label_value], count)
+    return family
+
+
+def _by_account(
+    kind: type[CounterMetricFamily] | type[GaugeMetricFamily],
+    name: str,
+    documentation: str,
+    values: Mapping[str, float],
+) -> Metric:
+    family = kind(f"{PREFIX}_{name}", documentation, labels=["account"])
+    for account, value in values.items():
+        family.add_metric([account], float(value))
     return family
 
 
