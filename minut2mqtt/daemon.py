@@ -111,6 +111,7 @@ class Daemon:
             self.topics,
             self._client_for,
             alarm_code=controls.alarm_code.get_secret_value() if controls.alarm_code else None,
+            on_result=on_change,
         )
         self.guests = GuestReader(
             self.writer, self.accounts.client_for_home, interval=controls.guests_interval

@@ -56,6 +56,7 @@ def run_demo(
                         "log_level": "WARNING",
                         "state_dir": Path(work_dir) / "state",
                         "webhook.port": 0,
+                        "controls.guests_interval": 600,  # the demo's homes have guests
                         **overrides,
                         "minut.api_url": simulator.base_url,
                         "minut.client_id": account.client_id,
@@ -151,6 +152,10 @@ minut2mqtt demo is running: a simulated Minut account with 2 homes and 5 Points.
                  (discovery prefix '{prefix}'); the Points appear as devices.
   HA's birth     mosquitto_pub -p {port} -q 1 -t {prefix}/status -m online
                  re-publishes discovery{birth_note}
+  Arm a home     mosquitto_pub -p {port} -q 1 -t {base}/home/beach-house/alarm/set -m ARM_AWAY
+  A threshold    mosquitto_pub -p {port} -q 1 -m 70 \\
+                   -t {base}/device/point-hallway/sound_level_high/set
+                 (every command is answered on {base}/bridge/response)
   Status page    http://127.0.0.1:{webhook_port}/  (account, homes, Points, last poll)
   Health         curl http://127.0.0.1:{webhook_port}/healthz
   Metrics        curl http://127.0.0.1:{webhook_port}/metrics

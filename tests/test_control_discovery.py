@@ -82,14 +82,14 @@ def test_each_control_reads_its_value_from_the_state_document():
         if "command_topic" in config
     }
     assert shown == {
-        "sound_level_high": "75.0",
-        "sound_level_high_quiet_hours": "70.0",
-        "sound_duration": "10.0",
+        "sound_level_high": "75",
+        "sound_level_high_quiet_hours": "70",
+        "sound_duration": "10",
         "temperature_high": "28.5",
         "quiet_hours": "OFF",
         "quiet_hours_start": "22:00",
         "quiet_hours_end": "07:00",
-        "reaction_future_reaction_type": "3.0",  # a type the table does not know: a number
+        "reaction_future_reaction_type": "3",  # a type the table does not know: a number
     }
     [alarm] = by_platform(home_configs(CTX, HOME), "alarm_control_panel").values()
     home_doc = home_document(TrackedHome(HOME), datetime.now(UTC))

@@ -255,3 +255,17 @@ def test_device_triggers_and_command_entities_are_discovered(start_daemon, recor
     )
     assert alarm["command_topic"] == ALARM_SET
     assert alarm["supported_features"] == ["arm_away"]
+
+
+def test_a_command_for_what_minut_already_shows_sends_nothing(
+    start_daemon, recorder, broker, account
+):
+    account.arm("home1")
+    start_daemon()
+    state_where(recorder, HOME_STATE, lambda doc: doc["controls"]["alarm"] == "armed_away")
+    command(broker, ALARM_SET, "arm_away")  # any case
+    assert answer(recorder, ALARM_SET)["state"] == "armed_away"
+    topic = "minut2mqtt/device/dev1/sound_level_high/set"
+    command(broker, topic, "75")
+    assert answer(recorder, topic)["state"] == 75
+    assert account.writes == []

@@ -314,8 +314,14 @@ def controls_of_home(home: Home) -> list[ControlSpec[Home]]:
 
 
 def control_values(specs: list[ControlSpec[Subject]], subject: Subject) -> dict[str, object]:
-    """The `controls` of a state document: each control's current value."""
-    return {spec.key: spec.read(subject) for spec in specs}
+    """The `controls` of a state document: each control's current value (whole numbers whole)."""
+    return {spec.key: control_value(spec, subject) for spec in specs}
+
+
+def control_value(spec: ControlSpec[Subject], subject: Subject) -> object:
+    """The control's current value as documents and answers show it (whole numbers whole)."""
+    value = spec.read(subject)
+    return _plain_number(value) if isinstance(value, float) else value
 
 
 def _plain_number(value: float) -> float | int:

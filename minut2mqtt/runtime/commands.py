@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..core.controls import (
+    ALARM_STATES,
+    ARM_AWAY,
     DISARM,
     MAX_COMMAND_BYTES,
     SETTLING_ALARM_STATES,
@@ -28,6 +30,7 @@ from ..core.controls import (
     ApiWrite,
     CommandRefused,
     ControlSpec,
+    control_value,
     controls_of_device,
     controls_of_home,
 )
@@ -45,8 +48,9 @@ FALLBACK_STATUSES = frozenset({404, 405})
 RETRIES = 2
 """A command that found Minut unreachable or failing (5xx) is tried this many more times."""
 RETRY_SECONDS = 2.0
-SETTLE_READS_SECONDS = (3.0, 10.0, 30.0, 60.0)
-"""After a command leaves a home arming or pending, it is read again after these delays."""
+SETTLE_READS_SECONDS = (2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
+"""After a command leaves a home arming or pending, it is read again after each of these delays
+(2, 5, 10, 20, 50 and 110 s after the command) until it settles."""
 REFUSAL_LOG_SECONDS = 300.0
 """The same kind of refusal is logged as a warning at most this often."""
 
@@ -77,6 +81,7 @@ class CommandRunner:
         client_for: Callable[[str, str], ApiClient | None],
         *,
         alarm_code: str | None = None,
+        on_result: Callable[[str, str], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -86,6 +91,7 @@ class CommandRunner:
         self._topics = topics
         self._client_for = client_for
         self._alarm_code = alarm_code
+        self._on_result = on_result
         self._sleep = sleep
         self._monotonic = monotonic
         self._pending: OrderedDict[tuple[str, str, str], Command] = OrderedDict()
@@ -209,16 +215,16 @@ class CommandRunner:
         client: ApiClient | None,
     ) -> object:
         if spec.read(subject) == _shown(spec, subject, value):
-            return spec.read(subject)  # already so: nothing is sent
+            return control_value(spec, subject)  # already so: nothing is sent
         if client is None:
             raise CommandRefused("no Minut account holds it any more")
         self._send(spec.writes(subject, value), client, spec.key)
         if isinstance(subject, Home):
             home = self._read_home(client, subject.home_id)
-            return spec.read(home)
+            return control_value(spec, home)
         device = parse_device(_object(self._call(client, "GET", f"/devices/{subject.device_id}")))
         self._writer.apply_update(devices=[device])
-        return spec.read(device)
+        return control_value(spec, device)
 
     def _send(self, alternatives: tuple[ApiWrite, ...], client: ApiClient, key: str) -> None:
         """The first alternative the API has (the one that worked before, first)."""
@@ -293,6 +299,9 @@ class CommandRunner:
         }
         if result != "ok":
             self._log_refusal(command, result, reason or "")
+        if self._on_result is not None:
+            outcome = f"{value}" if result == "ok" else f"{result}: {reason}"
+            self._on_result(f"command {command.key}", f"{command.subject} → {outcome}")
         self._publisher.publish(
             self._topics.command_response,
             json.dumps(document, ensure_ascii=False, default=str),
@@ -337,9 +346,9 @@ def _control(specs: list[ControlSpec[Any]], key: str, what: str) -> ControlSpec[
 
 
 def _shown(spec: ControlSpec[Any], subject: Home | Device, value: object) -> object:
-    """What the control would show once `value` is written (None: not comparable)."""
+    """What the control would show once `value` is written."""
     if isinstance(value, AlarmCommand):
-        return None
+        return ALARM_STATES["on" if value.action == ARM_AWAY else "off"]
     if isinstance(value, bool):
         return "ON" if value else "OFF"
     return value
