@@ -269,3 +269,12 @@ def test_a_command_for_what_minut_already_shows_sends_nothing(
     command(broker, topic, "75")
     assert answer(recorder, topic)["state"] == 75
     assert account.writes == []
+
+
+def test_a_command_is_refused_while_the_budget_is_used_up(start_daemon, recorder, broker):
+    daemon = start_daemon()
+    state_where(recorder, HOME_STATE, lambda doc: "controls" in doc)
+    daemon.minut.scheduler.pause(120)  # as after a 429 with Retry-After: 120
+    command(broker, ALARM_SET, "ARM_AWAY")
+    refused = answer(recorder, ALARM_SET)
+    assert refused["result"] == "refused" and "budget is used up" in refused["reason"]

@@ -94,6 +94,11 @@ class RequestScheduler:
             self._forget_old()
             return len(self._sent)
 
+    def wait_needed(self) -> float:
+        """Seconds before the windows or a 429's pause let any request go (0: now)."""
+        with self._condition:
+            return max(0.0, self._wait_needed())
+
     def waiting(self) -> int:
         """Requests queued for their turn right now."""
         with self._condition:

@@ -51,11 +51,21 @@ RETRY_SECONDS = 2.0
 SETTLE_READS_SECONDS = (2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 """After a command leaves a home arming or pending, it is read again after each of these delays
 (2, 5, 10, 20, 50 and 110 s after the command) until it settles."""
+BUDGET_PATIENCE_SECONDS = 15.0
+"""A command that would wait longer than this for the request budget is refused, not queued:
+whoever sent it learns at once, rather than seeing it happen minutes later."""
 REFUSAL_LOG_SECONDS = 300.0
 """The same kind of refusal is logged as a warning at most this often."""
 
 
+class Budget(Protocol):
+    def wait_needed(self) -> float: ...
+
+
 class ApiClient(Protocol):
+    @property
+    def scheduler(self) -> Budget: ...
+
     def request(
         self, method: str, path: str, *, priority: Priority = ..., **kwargs: Any
     ) -> Any: ...
@@ -247,6 +257,11 @@ class CommandRunner:
             return
 
     def _call(self, client: ApiClient, method: str, path: str, **kwargs: Any) -> Any:
+        if (wait := client.scheduler.wait_needed()) > BUDGET_PATIENCE_SECONDS:
+            raise CommandRefused(
+                f"Minut's request budget is used up for {wait:.0f} s more (rate limited): "
+                "nothing was sent, send it again then"
+            )
         for attempt in range(RETRIES + 1):
             try:
                 return client.request(method, path, priority=Priority.COMMAND, **kwargs)
