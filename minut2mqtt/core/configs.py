@@ -1,15 +1,17 @@
 """The bridge's discovery configs on the broker: published when they change, never twice.
 
 What the broker holds of ours is known by fingerprint: from the outbox's record of the configs
-handed over in earlier runs (`remember`), and from what the broker shows on our subscription to
-every discovery config (`note`: its replay after a connect, our own configs coming back, a
-config someone removed). When the broker lost our session, it may have lost everything: the
-record is forgotten and its replay awaited (`forget`, `replayed`). Once what the broker holds is
-known and a poll told which devices exist, every device's configs are compared with it: only
-what differs is published, a device switching between per-component and device-based discovery
-goes through Home Assistant's `migrate_discovery` handshake, and configs of devices and entities
-that no longer exist are removed. From then on a device's configs are published again only when
-what they are built from changes.
+handed over in earlier runs (`remember`), from what we publish (recorded as we publish it, not
+when it comes back: with MQTT 5 our subscription spares us our own messages), and from what the
+broker shows on our subscription to every discovery config (`note`: its replay after a connect,
+a config someone else changed or removed, in MQTT 3.1.1 our own coming back). When the broker
+lost our session, it may have lost everything: the record is forgotten and its replay awaited
+(`forget`, `replayed`). Once what the broker holds is known and a poll told which devices
+exist, every device's configs are compared with it: only what differs is published, a device
+switching between per-component and device-based discovery goes through Home Assistant's
+`migrate_discovery` handshake, and configs of devices and entities that no longer exist are
+removed. From then on a device's configs are published again only when what they are built
+from changes.
 """
 
 from __future__ import annotations
@@ -64,11 +66,9 @@ class DiscoveryConfigs:
         if node is None:
             return
         if payload and self._marker in payload and self._is_ours(payload):  # cheap test first
-            self.on_broker[topic] = fingerprint(payload)
-            self._on_broker_by_node[node].add(topic)
+            self._hold(topic, node, fingerprint(payload))
         else:
-            self.on_broker.pop(topic, None)
-            self._on_broker_by_node[node].discard(topic)
+            self._hold(topic, node, None)
 
     def replayed(self) -> None:
         self.broker_known = True
@@ -88,10 +88,10 @@ class DiscoveryConfigs:
         for topic in migrating:  # Home Assistant lets go of the entities this topic made
             self._retained.retain(topic, MIGRATE, lane=Lane.CONFIGS, force=True)
         held = self.on_broker if against_broker else None
-        published = sum(
-            self._retained.retain(topic, config, lane=Lane.CONFIGS, held=held)
-            for topic, config in configs.items()
-        )
+        published = 0
+        for topic, config in configs.items():
+            published += self._retained.retain(topic, config, lane=Lane.CONFIGS, held=held)
+            self._hold(topic, node, self._retained.fingerprint_of(topic))
         for topic in sorted(leftovers):
             self._clear(topic)
         self._by_node[node] = set(configs)
@@ -120,6 +120,15 @@ class DiscoveryConfigs:
         if (node := self._topics.discovery_node(topic)) is not None:
             self._on_broker_by_node[node].discard(topic)
         self._retained.clear(topic, Lane.CONFIGS)
+
+    def _hold(self, topic: str, node: str, printed: bytes | None) -> None:
+        """The broker holds our config on `topic` (its fingerprint), or nothing of ours."""
+        if printed is not None:
+            self.on_broker[topic] = printed
+            self._on_broker_by_node[node].add(topic)
+        else:
+            self.on_broker.pop(topic, None)
+            self._on_broker_by_node[node].discard(topic)
 
     def _broker_topics(self, node: str) -> set[str]:
         return set(self._on_broker_by_node.get(node, ()))

@@ -39,6 +39,10 @@ class RetainedTopics:
     def topics(self) -> set[str]:
         return set(self._published)
 
+    def fingerprint_of(self, topic: str) -> bytes | None:
+        """The fingerprint of what was last published on `topic` (None: nothing, or cleared)."""
+        return self._published.get(topic)
+
     def retain(
         self,
         topic: str,

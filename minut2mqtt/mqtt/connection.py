@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ..core.documents import OFFLINE, ONLINE
 from ..core.publishing import QOS
@@ -175,7 +176,7 @@ class BrokerConnection:
         client.publish(self._options.availability_topic, ONLINE, qos=QOS, retain=True)
         for topic_filter in self._subscriptions:
             # QoS 0: while we are away the broker queues nothing for us (retained is resent).
-            client.subscribe(topic_filter, qos=0)
+            self._subscribe(client, topic_filter, own_messages=False)
         self._on_connected()
         self._mark_replay_end(client)
 
@@ -188,8 +189,18 @@ class BrokerConnection:
             return
         self._replay_marker = os.urandom(8).hex().encode()
         self._replay_deadline = time.monotonic() + REPLAY_TIMEOUT_SECONDS
-        client.subscribe(topic, qos=0)
+        self._subscribe(client, topic, own_messages=True)
         client.publish(topic, self._replay_marker, qos=0, retain=False)
+
+    def _subscribe(self, client: mqtt.Client, topic_filter: str, *, own_messages: bool) -> None:
+        """At QoS 0. Without `own_messages`, MQTT 5's No Local spares us our own messages (the
+        bridge's 40,000 configs would all come back to it) while the broker still replays what
+        it retains, ours included; in 3.1.1 they come back, and the owner copes with both."""
+        if self.protocol == "5":
+            options = SubscribeOptions(qos=0, noLocal=not own_messages)
+            client.subscribe(topic_filter, options=options)
+        else:
+            client.subscribe(topic_filter, qos=0)
 
     def replay_overdue(self) -> None:
         """From the owner's thread, now and then: a marker that never came back ends the wait."""
