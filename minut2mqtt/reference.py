@@ -27,6 +27,7 @@ from .core.entities import (
     BRIDGE_VALUES,
     DEVICE_STATES,
     DEVICE_TRIGGER_EVENTS,
+    GUEST_VALUES,
     HOME_STATES,
     HOME_TRIGGER_EVENTS,
     HOME_VALUES,
@@ -101,6 +102,12 @@ def entity_reference() -> str:
         *(
             f"| `{value.key}` | {value.name} | top level of the home state |"
             for value in HOME_VALUES
+        ),
+        *(
+            f"| `{value.key}` | {value.name} | "
+            + ("alone on `home/<home_id>/<key>` (a timestamp)" if value.timestamp else "top level")
+            + " (with `controls.guests_interval`) |"
+            for value in GUEST_VALUES
         ),
         "",
         *_binary_table(HOME_STATES),

@@ -6,7 +6,9 @@ events a Point or home emits); `core/discovery.py` puts them in their device's c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..minut.models import Device, Home
 from .config_types import Availability, ControlFields, EntityConfig, TriggerConfig
@@ -20,6 +22,8 @@ from .controls import (
 )
 from .entities import DEVICE_TRIGGER_EVENTS, HOME_TRIGGER_EVENTS
 from .topics import Topics
+
+Available = tuple[Availability, ...]
 
 REMOTE_CODE = "REMOTE_CODE"
 """Home Assistant asks for a code and passes it on in the command (the bridge checks it)."""
@@ -35,22 +39,43 @@ class Controls:
     device_triggers: bool = True
 
 
-def device_controls(
-    topics: Topics, device: Device, options: Controls
-) -> list[tuple[ControlSpec[Device], ControlFields]]:
-    return [
-        (spec, _fields(spec, topics.device_command(device.device_id, spec.key), options))
-        for spec in controls_of_device(device)
-    ]
+Extras = tuple[list[EntityConfig], list[TriggerConfig]]
+"""A device's control entities and device triggers."""
 
 
-def home_controls(
-    topics: Topics, home: Home, options: Controls
-) -> list[tuple[ControlSpec[Home], ControlFields]]:
-    return [
-        (spec, _fields(spec, topics.home_command(home.home_id, spec.key), options))
-        for spec in controls_of_home(home)
+def device_extras(
+    topics: Topics, options: Controls | None, device: Device, availability: Available
+) -> Extras:
+    commands = [(spec, topics.device_command(device.device_id, spec.key)) for spec in
+                controls_of_device(device)]  # fmt: skip
+    state, events = topics.device_state(device.device_id), topics.device_event(device.device_id)
+    return _extras(options, commands, state, availability, events, DEVICE_TRIGGER_EVENTS)
+
+
+def home_extras(
+    topics: Topics, options: Controls | None, home: Home, availability: Available
+) -> Extras:
+    commands = [(spec, topics.home_command(home.home_id, spec.key)) for spec in
+                controls_of_home(home)]  # fmt: skip
+    state, events = topics.home_state(home.home_id), topics.home_event(home.home_id)
+    return _extras(options, commands, state, availability, events, HOME_TRIGGER_EVENTS)
+
+
+def _extras(
+    options: Controls | None,
+    commands: Sequence[tuple[ControlSpec[Any], str]],
+    state_topic: str,
+    availability: Available,
+    event_topic: str,
+    trigger_events: tuple[str, ...],
+) -> Extras:
+    if options is None:  # read-only
+        return [], []
+    entities = [
+        control_config(spec, _fields(spec, command_topic, options), state_topic, availability)
+        for spec, command_topic in commands
     ]
+    return entities, triggers(event_topic, trigger_events) if options.device_triggers else []
 
 
 def _fields(spec: ControlSpec[Subject], command_topic: str, options: Controls) -> ControlFields:
@@ -80,14 +105,6 @@ def triggers(topic: str, events: tuple[str, ...]) -> list[TriggerConfig]:
         TriggerConfig(f"trigger_{event}", topic, event, event.replace("_", " ").capitalize(), event)
         for event in events
     ]
-
-
-def device_triggers(topics: Topics, device: Device) -> list[TriggerConfig]:
-    return triggers(topics.device_event(device.device_id), DEVICE_TRIGGER_EVENTS)
-
-
-def home_triggers(topics: Topics, home: Home) -> list[TriggerConfig]:
-    return triggers(topics.home_event(home.home_id), HOME_TRIGGER_EVENTS)
 
 
 def control_config(

@@ -28,14 +28,7 @@ from .config_types import (
     TriggerConfig,
     as_json,
 )
-from .control_configs import (
-    Controls,
-    control_config,
-    device_controls,
-    device_triggers,
-    home_controls,
-    home_triggers,
-)
+from .control_configs import Controls, device_extras, home_extras
 from .documents import FRESH, OFF, ON, STALE
 from .entities import (
     BRIDGE_VALUES,
@@ -107,14 +100,8 @@ def device_configs(ctx: DiscoveryContext, device: Device, reading_keys: Iterable
         for spec in DEVICE_STATES
     ]
     entities.append(_event_config(ctx.topics.device_event(device.device_id), bridge_only))
-    if ctx.controls is None:
-        return _assemble(ctx, node_id, device.name, block, entities)
-    entities += [
-        control_config(spec, fields, state_topic, bridge_only)
-        for spec, fields in device_controls(ctx.topics, device, ctx.controls)
-    ]
-    triggers = device_triggers(ctx.topics, device) if ctx.controls.device_triggers else []
-    return _assemble(ctx, node_id, device.name, block, entities, triggers)
+    controls, triggers = device_extras(ctx.topics, ctx.controls, device, bridge_only)
+    return _assemble(ctx, node_id, device.name, block, entities + controls, triggers)
 
 
 def home_configs(ctx: DiscoveryContext, home: Home) -> Configs:
@@ -145,14 +132,8 @@ def home_configs(ctx: DiscoveryContext, home: Home) -> Configs:
     entities += [_binary_config(ctx, spec, state_topic, availability) for spec in HOME_STATES]
     entities += [_guest_config(ctx, home, spec) for spec in GUEST_VALUES if ctx.guests]
     entities.append(_event_config(ctx.topics.home_event(home.home_id), availability))
-    if ctx.controls is None:
-        return _assemble(ctx, node_id, home.name, block, entities)
-    entities += [
-        control_config(spec, fields, state_topic, availability)
-        for spec, fields in home_controls(ctx.topics, home, ctx.controls)
-    ]
-    triggers = home_triggers(ctx.topics, home) if ctx.controls.device_triggers else []
-    return _assemble(ctx, node_id, home.name, block, entities, triggers)
+    controls, triggers = home_extras(ctx.topics, ctx.controls, home, availability)
+    return _assemble(ctx, node_id, home.name, block, entities + controls, triggers)
 
 
 def bridge_configs(ctx: DiscoveryContext) -> Configs:
