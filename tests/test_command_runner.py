@@ -76,3 +76,14 @@ def test_minut_failing_is_tried_again_then_answered_as_failed():
     assert answer["result"] == "failed" and "503" in answer["reason"]
     assert len(minut.requests) == 3  # once and two retries, never more
     assert runner.results["failed"] == 1
+
+
+def test_a_flood_of_commands_is_bounded_in_memory_and_counted():
+    runner, minut, publisher = runner_on(raw_device(reactions=[dict(REACTION)]))
+    huge = b"7" * 1_000_000
+    for number in range(1001):  # to ever new (unknown) Points
+        runner.submit(f"minut2mqtt/device/nope{number}/sound_level_high/set", huge)
+    assert runner.results["refused"] == 1  # the one beyond the bound, dropped at once
+    runner.run_pending()
+    assert runner.results["refused"] == 1001 and minut.requests == []
+    assert {a["reason"] for a in answers(publisher)} == {"1000000 bytes long: at most 256"}

@@ -55,6 +55,8 @@ BUDGET_PATIENCE_SECONDS = 15.0
 """A command that would wait longer than this for the request budget is refused, not queued:
 whoever sent it learns at once, rather than seeing it happen minutes later."""
 REFUSAL_LOG_SECONDS = 300.0
+MAX_WAITING = 1000
+"""Commands kept waiting at most (one per control): beyond, new ones are dropped and counted."""
 """The same kind of refusal is logged as a warning at most this often."""
 
 
@@ -80,6 +82,8 @@ class Command:
     """The home's or Point's id as it is in the topic."""
     key: str
     payload: bytes
+    """Its first MAX_COMMAND_BYTES + 1 bytes: a longer one is refused anyway."""
+    size: int
 
 
 class CommandRunner:
@@ -113,6 +117,7 @@ class CommandRunner:
         self._endpoint_choice: dict[tuple[int, str], int] = {}
         """Which alternative of a control's write worked, by account (its client) and control."""
         self._refusals_logged: dict[str, float] = {}
+        """By result (refused, failed): until when a new one is logged only as debug."""
         self.results: Counter[str] = Counter(ok=0, refused=0, failed=0)
         """Commands by outcome: ok, refused, failed (for /metrics)."""
         self._thread: threading.Thread | None = None
@@ -135,10 +140,15 @@ class CommandRunner:
         target = self._topics.command_target(topic)
         if target is None:
             return
-        command = Command(topic, *target, payload=payload)
+        command = Command(topic, *target, payload[: MAX_COMMAND_BYTES + 1], len(payload))
+        key = (command.kind, command.subject, command.key)
         with self._wake:
-            self._pending[(command.kind, command.subject, command.key)] = command
-            self._wake.notify()
+            full = key not in self._pending and len(self._pending) >= MAX_WAITING
+            if not full:
+                self._pending[key] = command
+                self._wake.notify()
+        if full:  # a flood of commands to ever new topics: not kept, not answered
+            self._count(command, "refused", f"more than {MAX_WAITING} commands waiting")
 
     def run_pending(self) -> None:
         """Carry out the waiting commands on the calling thread (tests)."""
@@ -183,7 +193,7 @@ class CommandRunner:
             self._answer(command, "ok", None, answer)
 
     def _execute(self, command: Command) -> object:
-        text = _payload_text(command.payload)
+        text = _payload_text(command)
         if command.kind == "home":
             home: Home = self._find(lambda mirror: mirror.homes, command.subject).home
             spec_h = _control(controls_of_home(home), command.key, "home")
@@ -303,17 +313,15 @@ class CommandRunner:
     def _answer(
         self, command: Command, result: str, reason: str | None, value: object = None
     ) -> None:
-        self.results[result] += 1
+        self._count(command, result, reason)
         document = {
             "topic": command.topic,
             f"{command.kind}_id": command.subject,
             "control": command.key,
-            "command": _payload_text(command.payload, strict=False)[:MAX_COMMAND_BYTES],
+            "command": _payload_text(command, strict=False)[:MAX_COMMAND_BYTES],
             "result": result,
             **({"reason": reason} if reason else {"state": value}),
         }
-        if result != "ok":
-            self._log_refusal(command, result, reason or "")
         if self._on_result is not None:
             outcome = f"{value}" if result == "ok" else f"{result}: {reason}"
             self._on_result(f"command {command.key}", f"{command.subject} → {outcome}")
@@ -324,12 +332,17 @@ class CommandRunner:
             lane=Lane.EVENTS,
         )
 
-    def _log_refusal(self, command: Command, result: str, reason: str) -> None:
-        kind = f"{result}:{reason.split(':')[0]}"
-        now = self._monotonic()
-        first = now >= self._refusals_logged.get(kind, float("-inf"))
-        if first:
-            self._refusals_logged[kind] = now + REFUSAL_LOG_SECONDS
+    def _count(self, command: Command, result: str, reason: str | None) -> None:
+        """Count the outcome; a refusal or failure is logged, the first of its kind in
+        REFUSAL_LOG_SECONDS as a warning (a flood of bad commands does not flood the log)."""
+        with self._wake:
+            self.results[result] += 1
+            now = self._monotonic()
+            first = now >= self._refusals_logged.get(result, float("-inf"))
+            if first and result != "ok":
+                self._refusals_logged[result] = now + REFUSAL_LOG_SECONDS
+        if result == "ok":
+            return
         log.log(
             logging.WARNING if first else logging.DEBUG,
             "command on %s %s: %s",
@@ -339,10 +352,11 @@ class CommandRunner:
         )
 
 
-def _payload_text(payload: bytes, *, strict: bool = True) -> str:
-    if len(payload) > MAX_COMMAND_BYTES:
+def _payload_text(command: Command, *, strict: bool = True) -> str:
+    payload = command.payload
+    if command.size > MAX_COMMAND_BYTES:
         if strict:
-            raise CommandRefused(f"{len(payload)} bytes long: at most {MAX_COMMAND_BYTES}")
+            raise CommandRefused(f"{command.size} bytes long: at most {MAX_COMMAND_BYTES}")
         payload = payload[:MAX_COMMAND_BYTES]
     try:
         return payload.decode()
