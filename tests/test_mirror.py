@@ -244,12 +244,21 @@ def test_a_point_leaves_only_when_no_account_shows_it_any_more(mirror, publisher
     assert state_of(publisher)["name"] == "Hallway"
 
 
-def test_republish_sends_everything_again(mirror, publisher):
+def test_republish_sends_every_state_again_and_configs_only_to_a_broker_that_lost_them(
+    mirror, publisher
+):
     poll(mirror, raw_device())
     retained = dict(publisher.retained)
     publisher.clear()
     mirror.republish()
     # and the mirror's own `online`, which a stray `offline` may have replaced meanwhile
+    states = {topic for topic in retained if not topic.endswith("/config")}
+    assert {m.topic for m in publisher.messages} == states | {TOPICS.bridge_availability}
+    publisher.clear()
+    mirror.broker_forgot()  # the broker kept no session: its replay shows it holds nothing
+    for _ in mirror.broker_configs_replayed():
+        pass
+    mirror.republish()
     assert {m.topic for m in publisher.messages} == set(retained) | {TOPICS.bridge_availability}
 
 
