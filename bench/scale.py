@@ -290,7 +290,9 @@ def run(
             webhook_url = f"http://127.0.0.1:{bridge.webhook_port}/webhook/benchsecret"
             started = time.monotonic()
             bridge.start()
-            time.sleep(3)  # the start-up burst is under way
+            # Events that come before the first poll wait for it (so that they find their
+            # Points): start them once the burst is under way, its first configs arrived.
+            wait_until(lambda: subscriber.count("/config") >= 100, 300)
             probes = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
             probe_args = (webhook_url, broker_port, points, per_home, options.events)
             burst = probes.submit(deliver_events, *probe_args)

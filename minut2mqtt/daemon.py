@@ -99,6 +99,7 @@ class Daemon:
             mirror,
             self.status,
             on_webhook_event_done=lambda event: self.accounts.note_delivered(event),
+            backlog=lambda: self.publisher.queue_depth,
         )
         self.accounts: Accounts = Accounts(
             settings, self.writer, self.status, page_url=page_url(settings.webhook)

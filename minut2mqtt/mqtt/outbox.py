@@ -29,7 +29,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +68,18 @@ CREATE INDEX IF NOT EXISTS outbox_by_lane ON outbox (lane, id);
 # last one handed out" stays a correct question for the sender.
 
 
+_Pending = tuple[str, bytes, bool, str | None, Lane]
+"""An append waiting for the end of its batch: topic, payload, retain, event id, lane."""
+
+
+class BatchRefused(sqlite3.Error):
+    """The file refused a batch (a full disk…): none of its `messages` were kept."""
+
+    def __init__(self, messages: int, error: sqlite3.Error) -> None:
+        super().__init__(str(error))
+        self.messages = messages
+
+
 class OutboxError(Exception):
     """The outbox file cannot be opened or created: says which file and why."""
 
@@ -85,14 +97,21 @@ class OutboxRow:
 class Outbox:
     """A thread-safe, bounded, persistent FIFO of MQTT messages; in memory when `path` is None."""
 
-    def __init__(self, path: Path | None, limit: int = DEFAULT_LIMIT) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        limit: int = DEFAULT_LIMIT,
+        on_written: Callable[[], None] = lambda: None,
+    ) -> None:
+        """`on_written`: called after each commit of appended messages (the sender's cue)."""
         if limit < 1:
             raise ValueError(f"outbox limit must be at least 1, got {limit}")
         self.path = path
         self.limit = limit
         self._lock = threading.RLock()
-        self._batching = False
-        """Inside batch(): appends wait for its end to be committed, together."""
+        self._batch = threading.local()
+        """`rows`: inside batch(), the calling thread's appends waiting for its end."""
+        self._on_written = on_written
         self._dropped = 0
         """Messages dropped for room since the outbox was last below its limit."""
         try:
@@ -169,31 +188,43 @@ class Outbox:
         event_id: str | None = None,
         lane: Lane | None = None,
     ) -> None:
-        """Keep one message, and the id of the Minut event it carries; committed on return.
+        """Keep one message, and the id of the Minut event it carries; committed on return
+        (inside `batch()`, at its end).
 
         Message and id go in one transaction: whatever moment the process dies, an event is
         either waiting here with its id remembered, or neither (and a pull will bring it again).
         """
         chosen = lane_of(retain, lane)
-        with self._lock, contextlib.nullcontext() if self._batching else self._db:
-            if event_id is not None:
-                self._remember_event(event_id)
-            if chosen == Lane.CONFIGS and retain:
-                self._remember_config(topic, payload)
-            if retain:
-                superseded = self._db.execute(
-                    "DELETE FROM outbox INDEXED BY outbox_retained_topic "
-                    "WHERE topic = ? AND retain = 1",
-                    (topic,),
-                )
-                self._count -= superseded.rowcount
-            if self._count >= self.limit:
-                self._make_room()
-            self._db.execute(
-                "INSERT INTO outbox (topic, payload, retain, lane) VALUES (?, ?, ?, ?)",
-                (topic, payload, int(retain), int(chosen)),
+        pending: list[_Pending] | None = getattr(self._batch, "rows", None)
+        if pending is not None:
+            pending.append((topic, payload, retain, event_id, chosen))
+            return
+        with self._lock, self._db:
+            self._write(topic, payload, retain, event_id, chosen)
+        self._on_written()
+
+    def _write(
+        self, topic: str, payload: bytes, retain: bool, event_id: str | None, chosen: Lane
+    ) -> None:
+        """One message into the open transaction (`_lock` held)."""
+        if event_id is not None:
+            self._remember_event(event_id)
+        if chosen == Lane.CONFIGS and retain:
+            self._remember_config(topic, payload)
+        if retain:
+            superseded = self._db.execute(
+                "DELETE FROM outbox INDEXED BY outbox_retained_topic "
+                "WHERE topic = ? AND retain = 1",
+                (topic,),
             )
-            self._count += 1
+            self._count -= superseded.rowcount
+        if self._count >= self.limit:
+            self._make_room()
+        self._db.execute(
+            "INSERT INTO outbox (topic, payload, retain, lane) VALUES (?, ?, ?, ?)",
+            (topic, payload, int(retain), int(chosen)),
+        )
+        self._count += 1
 
     def _remember_event(self, event_id: str) -> None:
         added = self._db.execute(
@@ -208,20 +239,29 @@ class Outbox:
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        """Appends inside are committed together at its end (a tenth of the cost each).
+        """The calling thread's appends inside are written together at its end, in one
+        transaction (a tenth of the cost each); none if it raises.
 
-        The outbox is the caller's meanwhile: keep a batch short (a few Points' messages).
+        They wait in memory meanwhile, so the outbox is not held while the caller builds its
+        messages: the sender and paho's thread (a PUBREC to record) never wait for that.
         """
-        with self._lock:
-            if self._batching:  # already in one: it commits
-                yield
-                return
-            self._batching = True
+        if getattr(self._batch, "rows", None) is not None:  # already in one: it writes
+            yield
+            return
+        pending: list[_Pending] = []
+        self._batch.rows = pending
+        try:
+            yield
+        finally:
+            self._batch.rows = None
+        if pending:
             try:
-                with self._db:
-                    yield
-            finally:
-                self._batching = False
+                with self._lock, self._db:
+                    for message in pending:
+                        self._write(*message)
+            except sqlite3.Error as error:
+                raise BatchRefused(len(pending), error) from error
+            self._on_written()
 
     def _remember_config(self, topic: str, payload: bytes) -> None:
         if payload:

@@ -23,3 +23,7 @@ class Pacer:
         self._last = now
         self._tokens -= 1
         return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
+
+    def refund(self) -> None:
+        """Give back the token of a message that did not go after all."""
+        self._tokens = min(self._burst, self._tokens + 1)

@@ -53,7 +53,7 @@ class MqttOptions:
     password: str | None = None
     keepalive: int = 60
     tls_context: ssl.SSLContext | None = None
-    messages_per_second: float = 500.0
+    messages_per_second: float = 1500.0
     burst: int = 200
     outbox_path: Path | None = None
     """The SQLite file where messages wait for the broker; None: in memory, lost on a restart."""

@@ -15,7 +15,7 @@ from paho.mqtt.enums import MQTTErrorCode
 from ..core.publishing import EVENT_QOS, QOS, Lane, lane_of
 from ..settings import MqttProtocol
 from .connection import BrokerConnection, Listeners
-from .outbox import Outbox, OutboxRow
+from .outbox import BatchRefused, Outbox, OutboxRow
 from .pacer import Pacer
 from .protocol import MAX_IN_FLIGHT, MqttOptions, sendable_payload
 from .session import packet_id_of
@@ -111,7 +111,7 @@ class MqttPublisher:
         `before_connecting` runs once the outbox is open (what it kept can be read), before any
         connection. Raises OutboxError when the outbox file cannot be opened or created.
         """
-        outbox = Outbox(self._options.outbox_path, self._options.outbox_limit)
+        outbox = Outbox(self._options.outbox_path, self._options.outbox_limit, self._written)
         if outbox.left_by_previous_run:
             log.info(
                 "%d MQTT messages left unsent by the previous run in %s go first (%d of them "
@@ -168,7 +168,8 @@ class MqttPublisher:
         event_id: str | None = None,
         lane: Lane | None = None,
     ) -> None:
-        """Keep the message in the outbox (committed when this returns); the sender sends it."""
+        """Keep the message in the outbox (committed when this returns, or at the end of the
+        batch it is in); the sender sends it."""
         data = sendable_payload(topic, payload)
         outbox = self._outbox
         if data is None:
@@ -178,29 +179,43 @@ class MqttPublisher:
             return
         try:
             outbox.append(topic, data, retain=retain, event_id=event_id, lane=lane)
-        except sqlite3.Error as error:  # a full disk, a closed outbox: report once, not per message
-            with self._wake:
-                first_failure = not self._outbox_failures
-                self._outbox_failures += 1
-            if first_failure:
-                log.error("MQTT outbox %s refuses messages (%s): dropping them", outbox.path, error)
+        except sqlite3.Error as error:
+            self._refused(outbox, error, 1)
             return
-        with self._wake:
-            dropped, self._outbox_failures = self._outbox_failures, 0
-            if lane_of(retain, lane) == Lane.EVENTS:
+        if lane_of(retain, lane) == Lane.EVENTS:
+            with self._wake:  # wakes a sender waiting for a bulk lane's pace
                 self._events_appended += 1
-            self._signal()
-        if dropped:
-            log.warning("MQTT outbox takes messages again; %d were dropped", dropped)
+                self._signal()
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
+        """Messages published inside go to the outbox's file together at its end (and the
+        sender hears of them then), so the outbox is not held while they are built."""
         outbox = self._outbox
         if outbox is None:
             yield
             return
-        with outbox.batch():
-            yield
+        try:
+            with outbox.batch():
+                yield
+        except BatchRefused as error:
+            self._refused(outbox, error, error.messages)
+
+    def _written(self) -> None:
+        """The outbox committed new messages: wake the sender."""
+        with self._wake:
+            dropped, self._outbox_failures = self._outbox_failures, 0
+            self._signal()
+        if dropped:
+            log.warning("MQTT outbox takes messages again; %d were dropped", dropped)
+
+    def _refused(self, outbox: Outbox, error: sqlite3.Error, messages: int) -> None:
+        """A full disk, a closed outbox: reported once, not per message."""
+        with self._wake:
+            first_failure = not self._outbox_failures
+            self._outbox_failures += messages
+        if first_failure:
+            log.error("MQTT outbox %s refuses messages (%s): dropping them", outbox.path, error)
 
     def _signal(self) -> None:
         """Wake the sender; `_wake` must be held."""
@@ -254,8 +269,10 @@ class MqttPublisher:
                 self._wait_for_signal_after(signals_seen)
                 continue
             for row in batch:
-                if (wait := self._pacers[lane].delay()) > 0:
-                    time.sleep(wait)
+                wait = self._pacers[lane].delay()
+                if wait > 0 and self._event_within(wait, events_seen, lane):
+                    self._pacers[lane].refund()
+                    break  # an event came while this lane waited for its pace: it goes first
                 try:
                     handed = self._hand_to_paho(row, generation)
                 except Exception:  # one bad message must not stop every later one
@@ -283,6 +300,14 @@ class MqttPublisher:
                 if allowed > 0 and (rows := outbox.rows_after(handed_through[lane], allowed, lane)):
                     return lane, rows
         return Lane.EVENTS, []
+
+    def _event_within(self, seconds: float, events_seen: int, lane: Lane) -> bool:
+        """Wait `seconds` (the lane's pace); for a bulk lane, True as soon as an event came."""
+        if lane == Lane.EVENTS:
+            time.sleep(seconds)
+            return False
+        with self._wake:
+            return self._wake.wait_for(lambda: self._events_appended != events_seen, seconds)
 
     def _wait_for_signal_after(self, signals_seen: int, timeout: float = 1.0) -> None:
         with self._wake:

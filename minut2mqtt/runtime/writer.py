@@ -6,7 +6,10 @@ else touches the mirror, so it needs no lock; whoever needs to read it asks the 
 and gets an answer computed on the writer's thread.
 
 Events go first: they wait in a queue of their own, and long jobs (a poll of 2,000 Points, a
-re-publish) come in steps of a few Points, between which the worker takes every waiting event.
+re-publish) come in steps of a few Points, between which the worker takes every waiting event,
+and pauses while the broker is far behind (the outbox holds more than BULK_PAUSE_ABOVE
+messages): the job's messages would only wait longer, and its work would compete with the
+events for the processor.
 Events that arrive before the first poll was tried wait for it, so that they find the Points and
 homes they belong to (their states would be lost otherwise).
 """
@@ -32,6 +35,11 @@ T = TypeVar("T")
 Job = Callable[[], Iterator[None] | None]
 """Work for the mirror; one that returns steps is done a step at a time."""
 ASK_TIMEOUT_SECONDS = 10.0
+BULK_PAUSE_ABOVE = 2000
+"""Messages waiting for the broker (two seconds of the default pace) beyond which a long job
+pauses between its steps."""
+BULK_PAUSE_SECONDS = 0.004
+"""The pause: a step (two Points' configs) takes about as long."""
 
 
 class Writer:
@@ -41,10 +49,14 @@ class Writer:
         status: StatusBoard,
         *,
         on_webhook_event_done: Callable[[Event], None] = lambda event: None,
+        backlog: Callable[[], int] = lambda: 0,
     ) -> None:
         """`on_webhook_event_done` hears (on the writer's thread) of each webhook event once its
-        messages were handed over (or it was found published already)."""
+        messages were handed over (or it was found published already); `backlog` tells how many
+        messages wait for the broker (see BULK_PAUSE_ABOVE)."""
         self._mirror = mirror
+        self._backlog = backlog
+        self._stopping = False
         self._status = status
         self._on_webhook_event_done = on_webhook_event_done
         self._wake = threading.Condition()
@@ -64,7 +76,8 @@ class Writer:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Do every job queued so far, then end the worker."""
+        """Do every job queued so far (without pausing), then end the worker."""
+        self._stopping = True
         self._put(None)
         if self._thread is not None:
             self._thread.join(timeout)
@@ -219,10 +232,24 @@ class Writer:
         try:
             steps = job()
             for _ in steps or ():
-                while (event := self._next(wait=False, urgent_only=True)) is not None:
-                    self._do(event)
+                self._between_steps()
         except Exception:
             log.exception("the bridge failed to apply a change")
+
+    def _between_steps(self) -> None:
+        """Waiting events go now. While the broker is far behind, a pause too: the long job's
+        messages would only wait longer in the outbox, and meanwhile its work would keep the
+        process busy (and Python's one lock) while events cross the threads; an event ends it.
+        """
+        self._do_urgent()
+        if not self._stopping and self._backlog() > BULK_PAUSE_ABOVE:
+            with self._wake:
+                self._wake.wait_for(lambda: bool(self._events), BULK_PAUSE_SECONDS)
+            self._do_urgent()
+
+    def _do_urgent(self) -> None:
+        while (event := self._next(wait=False, urgent_only=True)) is not None:
+            self._do(event)
 
     def _submit_events(self, events: list[Event], *, from_webhook: bool) -> None:
         def job() -> None:

@@ -106,16 +106,18 @@ class MqttSettings(Section):
     discovery: Literal["component", "device"] = Field(
         "component",
         description="Home Assistant discovery: a config per entity (component: any release), "
-        "or per device (device: Home Assistant 2024.11+, openHAB 5.1+; 20 times fewer messages)",
+        "or per device (device: Home Assistant 2024.11+, openHAB only with openhab-addons #20225 "
+        "of February 2026; 25 times fewer messages): see docs/scale.md",
     )
     keepalive: int = Field(60, ge=5, le=3600)
     momentary_seconds: float = Field(
         30, gt=0, description="how long a momentary state (motion, button…) stays on"
     )
     messages_per_second: float = Field(
-        500,
+        1500,
         ge=10,
-        description="publish rate after a burst of 200, so that slow subscribers lose nothing",
+        description="publish rate of states and of discovery configs after a burst of 200, so "
+        "that slow subscribers lose nothing (events have a rate of their own): see docs/scale.md",
     )
     protocol: MqttProtocol = Field(
         "5",
