@@ -214,6 +214,31 @@ def test_appends_from_several_threads_all_arrive():
         assert mine == [str(number).encode() for number in range(200)]
 
 
+def test_a_batch_is_written_at_its_end_without_holding_the_outbox_meanwhile():
+    written: list[int] = []
+    outbox = Outbox(None, on_written=lambda: written.append(len(outbox)))
+    with outbox.batch():
+        outbox.append(STATE_TOPIC, b"1", retain=True, lane=Lane.CONFIGS)
+        # Another thread appends, reads and deletes while this batch is being built.
+        other = threading.Thread(target=lambda: outbox.append(EVENT_TOPIC, b"e", retain=False))
+        other.start()
+        other.join(2)
+        assert not other.is_alive(), "the batch held the outbox"
+        assert waiting(outbox) == [(EVENT_TOPIC, b"e", False)]
+        outbox.append(STATE_TOPIC, b"2", retain=True, lane=Lane.CONFIGS)  # replaces "1"
+    assert waiting(outbox) == [(EVENT_TOPIC, b"e", False), (STATE_TOPIC, b"2", True)]
+    assert written == [1, 2]  # the sender hears once per commit
+    assert outbox.held_configs() == {STATE_TOPIC: fingerprint(b"2")}
+
+
+def test_a_batch_that_raises_keeps_none_of_its_messages():
+    outbox = Outbox(None)
+    with contextlib.suppress(RuntimeError), outbox.batch():
+        outbox.append(STATE_TOPIC, b"1", retain=True)
+        raise RuntimeError("the step failed")
+    assert waiting(outbox) == []
+
+
 def test_outbox_row_is_plain_data():
     assert OutboxRow(1, "t", b"p", True) == OutboxRow(1, "t", b"p", True)
 

@@ -1,16 +1,23 @@
 """A property manager's account in small: a few hundred Points converge, an event overtakes the
-start-up burst, and a restart sends no config the broker holds. bench/scale.py measures speed;
-these only check the rules."""
+start-up burst, a restart sends no config the broker holds, a long job pauses while the broker
+lags. bench/scale.py measures speed; these only check the rules."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import paho.mqtt.publish as publish
 import pytest
 from brokers import MqttRecorder
 from conftest import CLIENT_ID, CLIENT_SECRET
+from fakes import MemoryPublisher
 
+from minut2mqtt.core.mirror import Mirror
+from minut2mqtt.core.status import StatusBoard
+from minut2mqtt.core.topics import Topics
+from minut2mqtt.minut.models import parse_device, parse_event, parse_home
+from minut2mqtt.runtime.writer import BULK_PAUSE_ABOVE, BULK_PAUSE_SECONDS, Writer
 from minut2mqtt.simulator import SimulatedAccount
 
 HOMES = 50
@@ -118,3 +125,38 @@ def test_no_config_the_broker_holds_is_sent_again(start_daemon, recorder, broker
     wait_converged(daemon, recorder, restarted_at, homes=10)
     time.sleep(1)  # what a late comparison with the broker would send
     assert configs(recorder, restarted_at) == []
+
+
+def test_a_long_job_pauses_while_the_broker_lags_and_an_event_ends_the_pause():
+    publisher = MemoryPublisher()
+    lagging = [True]
+    writer = Writer(
+        Mirror(publisher, Topics("minut2mqtt", "homeassistant")),
+        StatusBoard(),
+        backlog=lambda: BULK_PAUSE_ABOVE + 1 if lagging[0] else 0,
+    )
+    devices = [
+        parse_device({"device_id": f"p{n}", "home_id": "h", "description": f"Room {n}"})
+        for n in range(60)
+    ]
+    homes = [parse_home({"home_id": "h", "name": "Home"})]
+    writer.start()
+    writer.open_for_events()
+    started = time.monotonic()
+    polling = threading.Thread(target=writer.apply_poll, args=(devices, homes))
+    polling.start()
+    time.sleep(0.02)
+    writer.submit_event(parse_event({"id": "e1", "type": "alarm_heard", "device_id": "p59"}))
+    polling.join(10)
+    paused = time.monotonic() - started
+    topics = [message.topic for message in publisher.messages]
+    # 30 steps of two Points, each followed by a pause, and the event in the middle of them
+    assert paused >= 30 * BULK_PAUSE_SECONDS * 0.8
+    event_at = topics.index("minut2mqtt/device/p59/event")
+    assert event_at < topics.index("minut2mqtt/device/p59/state")
+
+    lagging[0] = False  # a broker that keeps up: no pause
+    started = time.monotonic()
+    writer.apply_poll([*devices, parse_device({"device_id": "p60", "home_id": "h"})], homes)
+    assert time.monotonic() - started < paused
+    writer.stop()
