@@ -52,6 +52,8 @@ from minut2mqtt.mosquitto import MosquittoProcess, find_mosquitto
 from minut2mqtt.simulator import SimulatedAccount, SimulatorServer
 
 POLL_INTERVAL = 10
+MOMENTARY_SECONDS = 30
+"""The bridge's default mqtt.momentary_seconds: how long an alarm heard stays on."""
 CLIENT_ID, CLIENT_SECRET = "bench", "bench-secret-1"
 EVENT_RATE = 100.0
 MOSQUITTO_CONFIG = ["max_queued_messages 200000"]
@@ -311,7 +313,8 @@ def run(
             result["configs"] = subscriber.count("/config")
             result["states"] = subscriber.count("/state")
             result["burst_events"] = latencies(burst.result())
-            time.sleep(POLL_INTERVAL + 2)  # a poll undoes the alarms the deliveries set
+            # the alarms the deliveries set are momentary: let them fall back, and a poll pass
+            time.sleep(MOMENTARY_SECONDS + POLL_INTERVAL)
             cpu_before = bridge.cpu_seconds()
             subscriber.reset_counters()
             time.sleep(options.steady)

@@ -280,8 +280,9 @@ class Daemon:
             now = datetime.now(UTC)
             stale_after = settings.minut.stale_after
             mirror = self.writer.mirror
+            # urgent: between the steps of a start-up burst, not after it (it may last a minute)
             homes = self.writer.ask(
-                lambda: home_rows(mirror.devices, mirror.homes, now, stale_after)
+                lambda: home_rows(mirror.devices, mirror.homes, now, stale_after), urgent=True
             )
             return page_snapshot(
                 self.status.snapshot(),
