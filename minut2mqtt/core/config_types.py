@@ -7,6 +7,7 @@ command fields and the device triggers.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,17 +109,37 @@ def as_json(config: Any) -> Any:
 
     Fields marked `NOT_IN_PAYLOAD` are left out too.
     """
-    if config is None or isinstance(config, str | int | float):
+    if config is None or isinstance(config, _SCALARS):
         return config
     if isinstance(config, dict):
-        return {key: as_json(value) for key, value in config.items() if value is not None}
+        return {key: _json(value) for key, value in config.items() if value is not None}
     if isinstance(config, tuple | list):
-        return [as_json(value) for value in config]
+        return [_json(value) for value in config]
+    if type(config) is Availability:  # a device's entities share a few: built once each
+        return _availability_json(config)
+    return _fields_json(config)
+
+
+def _fields_json(config: Any) -> dict[str, Any]:
     return {
-        name: as_json(value)
+        name: _json(value)
         for name in payload_fields(type(config))
         if (value := getattr(config, name)) is not None
     }
+
+
+_SCALARS = (str, int, float)
+
+
+@functools.lru_cache(maxsize=8192)
+def _availability_json(availability: Availability) -> dict[str, Any]:
+    """Shared between the configs that use it: a config is serialised, never changed."""
+    return _fields_json(availability)
+
+
+def _json(value: Any) -> Any:
+    """`as_json`, without a call for the common case (a discovery burst builds millions)."""
+    return value if isinstance(value, _SCALARS) else as_json(value)
 
 
 PAYLOAD_FIELDS_BY_CLASS: dict[type, tuple[str, ...]] = {}

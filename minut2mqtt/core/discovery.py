@@ -259,10 +259,11 @@ def _assemble(
     device = as_json(block)
     configs: Configs = {}
     components: dict[str, Any] = {}
+    slug = _slug(device_name)
     for entity in entities:
-        object_id = f"minut_{_slug(device_name)}_{entity.key}"
+        object_id = f"minut_{slug}_{entity.key}"
         qos = EVENT_QOS if entity.component == "event" else QOS
-        particular = as_json(
+        particular = _without_empty(
             {
                 "unique_id": f"{node_id}_{entity.key}",
                 # object_id for Home Assistant before 2025.10, default_entity_id after: both.
@@ -289,6 +290,11 @@ def _assemble(
         payload = {"device": device, "origin": ORIGIN, "components": components}
         return {ctx.topics.device_discovery(node_id): payload}
     return configs
+
+
+def _without_empty(config: dict[str, Any]) -> dict[str, Any]:
+    """`config`, already JSON, without its empty (None) fields (no need to look deeper)."""
+    return {key: value for key, value in config.items() if value is not None}
 
 
 def _slug(name: str) -> str:
