@@ -150,6 +150,8 @@ minut2mqtt demo is running: a simulated Minut account with 2 homes and 5 Points.
   Watch it       mosquitto_sub -h 127.0.0.1 -p {port} -v -t '{base}/#' -t '{prefix}/#'
   Home Assistant Settings → Devices & services → MQTT → this machine, port {port}
                  (discovery prefix '{prefix}'); the Points appear as devices.
+                 Home Assistant 2024.11+: --mqtt.discovery device sends one config
+                 per device instead of one per entity (docs/scale.md says when)
   HA's birth     mosquitto_pub -p {port} -q 1 -t {prefix}/status -m online
                  re-publishes discovery{birth_note}
   Arm a home     mosquitto_pub -p {port} -q 1 -t {base}/home/beach-house/alarm/set -m ARM_AWAY
