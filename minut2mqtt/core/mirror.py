@@ -41,8 +41,7 @@ from .tracked import TrackedDevice, TrackedHome
 
 log = logging.getLogger(__name__)
 
-DEVICES_PER_STEP = 2
-"""Devices published between two chances for the writer to take an event (a few ms)."""
+DEVICES_PER_STEP = 2  # devices published between two chances for the writer to take an event
 
 Steps = Iterator[None]
 T = TypeVar("T")
@@ -83,6 +82,7 @@ class Mirror:
         self._configs_synced = False  # since the last connect, configs compared with the broker
         self._staleness: list[tuple[datetime, str]] = []  # (stale at, device id), soonest first
         self._momentary: set[str] = set()  # devices with a momentary state on
+        self._stays_change: dict[str, datetime] = {}  # home id → its next check-in or -out
         self._published_event_ids = PublishedEvents()
         self._bridge_status = RetainedStatus(self._retained, topics)
 
@@ -126,8 +126,7 @@ class Mirror:
                 self._publish_device(self._update_device(device), syncing=False)
 
     def apply_event(self, event: Event) -> bool:
-        """Publish one Minut event on its event topics and flip the binary states it drives;
-        False when it was published before (a repeated delivery): nothing is done."""
+        """Publish an event and flip the states it drives; False if it was published before."""
         if event.id in self._published_event_ids:
             log.debug("event %s (%s) was already published: skipped", event.id, event.type)
             return False
@@ -168,9 +167,10 @@ class Mirror:
                 self._momentary.discard(device_id)
             self._publish_device_state(tracked)
         wall = self._now()
-        for home in self.homes.values():
-            if home.guests_change_at is not None and home.guests_change_at <= wall:
-                home.state_changed = True  # a stay began or ended
+        for home_id in [h for h, due in self._stays_change.items() if due <= wall]:
+            del self._stays_change[home_id]  # a stay began or ended: published, the next noted
+            if (home := self.homes.get(home_id)) is not None:
+                home.state_changed = True
                 self._publish_home_state(home)
         while self._staleness and self._staleness[0][0] <= wall:
             due, device_id = heapq.heappop(self._staleness)
@@ -186,9 +186,8 @@ class Mirror:
         _run(self.republish_steps())
 
     def republish_steps(self) -> Steps:
-        """Send availability and states again (the broker or Home Assistant restarted), the
-        configs the broker does not hold as they are, and the bridge's own `online` (a stray
-        `offline`, another client's will under our id, would leave every entity unavailable)."""
+        """Availability, states and the bridge's `online` again (a stray `offline` under our id
+        would leave every entity unavailable), and the configs the broker lacks."""
         self._publisher.publish(self.topics.bridge_availability, ONLINE, retain=True)
         self._bridge_status.retain(force=True)
         self._configs_synced = False  # the broker's configs are compared with ours again
@@ -384,7 +383,8 @@ class Mirror:
         if self._retained.retain(self.topics.home_state(home_id), document, force=force):
             self._note("home state", home.home.name)
         home.state_changed = False
-        home.guests_change_at = next_change(home.stays or (), now)
+        if (change := next_change(home.stays or (), now)) is not None:
+            self._stays_change[home_id] = change
         for spec in GUEST_VALUES:  # a time alone, while known (see GuestValueSpec)
             if spec.timestamp and document.get(spec.key) is not None:
                 topic = self.topics.home_value(home_id, spec.key)

@@ -65,8 +65,6 @@ class TrackedHome:
     config_basis: object = None
     stays: tuple[Stay, ...] | None = None
     """Its guests' stays, once read (None: not read, or Minut lists no guests for it)."""
-    guests_change_at: datetime | None = None
-    """The next check-in or check-out: its current or next stay changes then."""
 
     @property
     def name(self) -> str:
