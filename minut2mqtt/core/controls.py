@@ -318,6 +318,13 @@ def control_values(specs: list[ControlSpec[Subject]], subject: Subject) -> dict[
     return {spec.key: control_value(spec, subject) for spec in specs}
 
 
+def shown_once_written(value: object) -> object:
+    """What a control shows once a parsed command `value` is carried out (as `read` gives it)."""
+    if isinstance(value, AlarmCommand):
+        return ALARM_STATES["on" if value.action == ARM_AWAY else "off"]
+    return _on_off(value) if isinstance(value, bool) else value
+
+
 def control_value(spec: ControlSpec[Subject], subject: Subject) -> object:
     """The control's current value as documents and answers show it (whole numbers whole)."""
     value = spec.read(subject)

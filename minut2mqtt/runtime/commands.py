@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..core.controls import (
-    ALARM_STATES,
-    ARM_AWAY,
     DISARM,
     MAX_COMMAND_BYTES,
     SETTLING_ALARM_STATES,
@@ -33,6 +31,7 @@ from ..core.controls import (
     control_value,
     controls_of_device,
     controls_of_home,
+    shown_once_written,
 )
 from ..core.publishing import Lane, Publisher
 from ..core.topics import Topics, topic_safe
@@ -234,7 +233,7 @@ class CommandRunner:
         value: object,
         client: ApiClient | None,
     ) -> object:
-        if spec.read(subject) == _shown(spec, subject, value):
+        if spec.read(subject) == shown_once_written(value):
             return control_value(spec, subject)  # already so: nothing is sent
         if client is None:
             raise CommandRefused("no Minut account holds it any more")
@@ -372,15 +371,6 @@ def _control(specs: list[ControlSpec[Any]], key: str, what: str) -> ControlSpec[
             return spec
     known = ", ".join(spec.key for spec in specs) or "none"
     raise CommandRefused(f"this {what} has no control {key[:40]!r} (it has: {known})")
-
-
-def _shown(spec: ControlSpec[Any], subject: Home | Device, value: object) -> object:
-    """What the control would show once `value` is written."""
-    if isinstance(value, AlarmCommand):
-        return ALARM_STATES["on" if value.action == ARM_AWAY else "off"]
-    if isinstance(value, bool):
-        return "ON" if value else "OFF"
-    return value
 
 
 def _object(answer: Any) -> dict[str, Any]:
