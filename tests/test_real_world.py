@@ -201,6 +201,28 @@ def test_every_home_and_point_is_read_however_the_lists_page(
     assert len({device["device_id"] for device in devices}) == len(devices) == 14
 
 
+def test_a_silent_page_limit_is_found_once_and_asked_for_from_then_on(caplog):
+    caplog.set_level(logging.INFO)
+    account = big_account(homes=3, points_per_home=60)
+    account.devices_paging = Paging(paging_object=False, max_limit=70)
+    with SimulatorServer(account, host="127.0.0.1", port=0) as server:
+        client = MinutClient(server.base_url, CLIENT_ID, CLIENT_SECRET)
+        first, second = client.get_devices(), client.get_devices()
+        requests_made = len([r for r in account.requests if r[1] == "/v8/devices"])
+    assert len({device["device_id"] for device in first}) == len(second) == 180
+    assert requests_made == 3 + 3
+    assert caplog.text.count("GET /devices answers at most 70 objects a page") == 1
+
+
+def test_a_small_account_costs_one_request_per_list():
+    account = big_account(homes=3, points_per_home=3)
+    with SimulatorServer(account, host="127.0.0.1", port=0) as server:
+        client = MinutClient(server.base_url, CLIENT_ID, CLIENT_SECRET)
+        client.get_homes(), client.get_devices()
+        paths = [r[1] for r in account.requests if r[1] != "/v8/oauth/token"]
+    assert paths == ["/v8/homes", "/v8/devices"]
+
+
 def test_an_api_ignoring_offset_is_read_once_and_said_so(caplog):
     account = big_account()
     account.homes_paging = Paging(paging_object=False, honours_offset=False)

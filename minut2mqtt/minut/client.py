@@ -21,10 +21,15 @@ __all__ = ["MinutApiError", "MinutAuthError", "MinutClient"]
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 100
-"""Objects asked for per page of a list (the API's own pages are 100 where it pages)."""
+PAGE_SIZE = 1000
+"""Objects asked for per page of a list: one request for most accounts, a few for the largest
+(each waits for a place in the 5-per-second window). Where the API pages by less, its paging
+object or a short page that turns out not to be the last says so (see `get_list`)."""
+SMALLEST_PLAUSIBLE_CAP = 50
+"""A page shorter than asked for, without a paging object, may be the API's own limit rather than
+the end of the list; from this length on one more request tells which. Below it, the end."""
 MAX_PAGES = 500
-"""A bound on one list: 50,000 homes or devices."""
+"""A bound on the requests one list may take (50,000 objects even at 100 a page)."""
 
 
 class MinutClient:
@@ -48,6 +53,8 @@ class MinutClient:
         self.scheduler = scheduler or RequestScheduler(per_minute=100)
         self.page_size = PAGE_SIZE
         """Objects asked for per page of a list."""
+        self._page_caps: dict[str, int] = {}
+        """Paths whose pages turned out to stop at fewer objects than asked, and where."""
         self._http = requests.Session()
         self.responses: Counter[str] = Counter()
         """API answers by HTTP status, `error` when none came (for /metrics)."""
@@ -127,12 +134,16 @@ class MinutClient:
 
         A `paging` object in the answer (`total_count`, `offset`) is followed; without one, a
         full page may have a next one, asked for with `offset`, until a page is short, empty,
-        or the same again (an API that ignores `offset`). A page longer than asked for means
-        the API ignores `limit`: that is the whole list.
+        or the same again (an API that ignores `offset`). A short page of a plausible limit's
+        length is followed once more: if more came, that length is the API's limit for this
+        path, asked for from then on. A page longer than asked for means the API ignores
+        `limit`: that is the whole list.
         """
-        page_size = page_size or self.page_size
+        page_size = self._page_caps.get(path) or page_size or self.page_size
         items: list[dict[str, Any]] = []
         seen: set[object] = set()
+        unsure_end: int | None = None
+        """The length of the last page, when it was short but may have been the API's limit."""
         for _ in range(max_pages):
             query = {**(params or {}), "limit": page_size, "offset": len(items)}
             answer = self.request("GET", path, params=query, priority=priority)
@@ -148,13 +159,22 @@ class MinutClient:
                     len(items),
                 )
                 return items
+            if unsure_end is not None and new:
+                page_size = self._page_caps[path] = unsure_end
+                log.info("GET %s answers at most %d objects a page", path, page_size)
             items += new
             total = paging_total(answer)
             if total is not None:
                 if not new or len(items) >= total:
                     return items
-            elif len(page) != page_size:  # short: the last page; longer: `limit` ignored
+                continue
+            unsure_end = None
+            if not page or len(page) > page_size:  # empty: the end; longer: `limit` ignored
                 return items
+            if len(page) < page_size:
+                if path in self._page_caps or len(page) < SMALLEST_PLAUSIBLE_CAP:
+                    return items
+                unsure_end = len(page)
         log.warning(
             "GET %s: still more after %d pages of %d; reading the first %d only",
             path,
