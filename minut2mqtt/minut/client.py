@@ -28,6 +28,9 @@ object or a short page that turns out not to be the last says so (see `get_list`
 SMALLEST_PLAUSIBLE_CAP = 50
 """A page shorter than asked for, without a paging object, may be the API's own limit rather than
 the end of the list; from this length on one more request tells which. Below it, the end."""
+SHORT_PAGE_TRUSTED_FOR = 3600.0
+"""Seconds a path's short pages are taken as the end once one more request showed that one was:
+the check costs a request, and polls would otherwise pay it every time."""
 MAX_PAGES = 500
 """A bound on the requests one list may take (50,000 objects even at 100 a page)."""
 
@@ -55,6 +58,7 @@ class MinutClient:
         """Objects asked for per page of a list."""
         self._page_caps: dict[str, int] = {}
         """Paths whose pages turned out to stop at fewer objects than asked, and where."""
+        self._short_page_trusted_until: dict[str, float] = {}
         self._http = requests.Session()
         self.responses: Counter[str] = Counter()
         """API answers by HTTP status, `error` when none came (for /metrics)."""
@@ -135,8 +139,9 @@ class MinutClient:
         A `paging` object in the answer (`total_count`, `offset`) is followed; without one, a
         full page may have a next one, asked for with `offset`, until a page is short, empty,
         or the same again (an API that ignores `offset`). A short page of a plausible limit's
-        length is followed once more: if more came, that length is the API's limit for this
-        path, asked for from then on. A page longer than asked for means the API ignores
+        length is followed once more (at most once an hour per path, SHORT_PAGE_TRUSTED_FOR):
+        if more came, that length is the API's limit for this path, asked for from then on.
+        A page longer than asked for means the API ignores
         `limit`: that is the whole list.
         """
         page_size = self._page_caps.get(path) or page_size or self.page_size
@@ -162,6 +167,8 @@ class MinutClient:
             if unsure_end is not None and new:
                 page_size = self._page_caps[path] = unsure_end
                 log.info("GET %s answers at most %d objects a page", path, page_size)
+            elif unsure_end is not None:
+                self._short_page_trusted_until[path] = time.monotonic() + SHORT_PAGE_TRUSTED_FOR
             items += new
             total = paging_total(answer)
             if total is not None:
@@ -172,7 +179,7 @@ class MinutClient:
             if not page or len(page) > page_size:  # empty: the end; longer: `limit` ignored
                 return items
             if len(page) < page_size:
-                if path in self._page_caps or len(page) < SMALLEST_PLAUSIBLE_CAP:
+                if self._is_the_end(path, len(page)):
                     return items
                 unsure_end = len(page)
         log.warning(
@@ -183,6 +190,14 @@ class MinutClient:
             len(items),
         )
         return items
+
+    def _is_the_end(self, path: str, short_page: int) -> bool:
+        """Whether a page shorter than asked for (no paging object) ends the list."""
+        return (
+            path in self._page_caps
+            or short_page < SMALLEST_PLAUSIBLE_CAP
+            or time.monotonic() < self._short_page_trusted_until.get(path, 0.0)
+        )
 
     def request(
         self, method: str, path: str, *, priority: Priority = Priority.POLL, **kwargs: Any
