@@ -32,6 +32,7 @@ import json
 import multiprocessing
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -56,8 +57,9 @@ MOMENTARY_SECONDS = 30
 """The bridge's default mqtt.momentary_seconds: how long an alarm heard stays on."""
 CLIENT_ID, CLIENT_SECRET = "bench", "bench-secret-1"
 EVENT_RATE = 100.0
-MOSQUITTO_CONFIG = ["max_queued_messages 200000"]
-"""As config/mosquitto.conf: the default 1000 drops most of a large retained replay."""
+MOSQUITTO_CONFIG = ["max_queued_messages 200000", "set_tcp_nodelay true"]
+"""As config/mosquitto.conf: the default 1000 drops most of a large retained replay, and
+without TCP_NODELAY every other event's PUBREC waited about 10 ms for a delayed ACK."""
 
 
 class Subscriber:
@@ -202,6 +204,12 @@ def deliver_events(
 
     listener = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
     listener.on_message = on_message
+    # A QoS 2 message reaches on_message at PUBREL, after this client's own PUBREC: with
+    # Nagle's algorithm that small packet waits for the broker's delayed ACK (10 ms or more),
+    # which would measure this subscriber, not the bridge
+    listener.on_socket_open = lambda client, userdata, sock: sock.setsockopt(
+        socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+    )
     listener.connect("127.0.0.1", broker_port)
     listener.subscribe("minut2mqtt/device/+/event", qos=2)
     listener.loop_start()

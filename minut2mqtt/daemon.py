@@ -100,6 +100,7 @@ class Daemon:
             self.status,
             on_webhook_event_done=lambda event: self.accounts.note_delivered(event),
             backlog=lambda: self.publisher.queue_depth,
+            events_in_flight=lambda: self.publisher.events_in_flight.hold_left(),
         )
         self.accounts: Accounts = Accounts(
             settings, self.writer, self.status, page_url=page_url(settings.webhook)
@@ -238,6 +239,7 @@ class Daemon:
 
     def _webhook_event(self, account: str, event: Event) -> None:
         """From a web thread: note the delivery, queue the event (the answer goes at once)."""
+        self.publisher.events_in_flight.coming()
         self.accounts.webhook_received(account)
         self.writer.submit_event(event)
 

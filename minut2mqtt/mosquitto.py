@@ -69,6 +69,7 @@ class MosquittoProcess:
             f"log_dest file {self.log_path}",
             "log_type all",
             "connection_messages true",
+            "set_tcp_nodelay true",  # see config/mosquitto.conf
         ]
         if os.geteuid() == 0:
             # As root mosquitto drops to user "mosquitto", who cannot write the log here.

@@ -17,7 +17,12 @@ from minut2mqtt.core.mirror import Mirror
 from minut2mqtt.core.status import StatusBoard
 from minut2mqtt.core.topics import Topics
 from minut2mqtt.minut.models import parse_device, parse_event, parse_home
-from minut2mqtt.runtime.writer import BULK_PAUSE_ABOVE, BULK_PAUSE_SECONDS, Writer
+from minut2mqtt.runtime.writer import (
+    BULK_HELD_AT_MOST,
+    BULK_PAUSE_ABOVE,
+    BULK_PAUSE_SECONDS,
+    Writer,
+)
 from minut2mqtt.simulator import SimulatedAccount
 
 HOMES = 50
@@ -159,4 +164,38 @@ def test_a_long_job_pauses_while_the_broker_lags_and_an_event_ends_the_pause():
     started = time.monotonic()
     writer.apply_poll([*devices, parse_device({"device_id": "p60", "home_id": "h"})], homes)
     assert time.monotonic() - started < paused
+    writer.stop()
+
+
+def test_a_long_job_holds_back_while_events_are_on_their_way_but_goes_on():
+    publisher = MemoryPublisher()
+    in_flight = [10.0]  # an event on its way that never lands: each step waits its longest
+    writer = Writer(
+        Mirror(publisher, Topics("minut2mqtt", "homeassistant")),
+        StatusBoard(),
+        events_in_flight=lambda: in_flight[0],
+    )
+    devices = [
+        parse_device({"device_id": f"p{n}", "home_id": "h", "description": f"Room {n}"})
+        for n in range(20)
+    ]
+    homes = [parse_home({"home_id": "h", "name": "Home"})]
+    writer.start()
+    writer.open_for_events()
+    started = time.monotonic()
+    polling = threading.Thread(target=writer.apply_poll, args=(devices, homes))
+    polling.start()
+    time.sleep(0.05)
+    writer.submit_event(parse_event({"id": "e1", "type": "alarm_heard", "device_id": "p19"}))
+    polling.join(10)
+    held = time.monotonic() - started
+    topics = [message.topic for message in publisher.messages]
+    # 10 steps of two Points, each held at most BULK_HELD_AT_MOST; the event did not wait
+    assert 10 * BULK_HELD_AT_MOST * 0.8 <= held < 10 * BULK_HELD_AT_MOST + 1
+    assert topics.index("minut2mqtt/device/p19/event") < topics.index("minut2mqtt/device/p19/state")
+
+    in_flight[0] = 0.0
+    started = time.monotonic()
+    writer.apply_poll([*devices, parse_device({"device_id": "p20", "home_id": "h"})], homes)
+    assert time.monotonic() - started < held / 2
     writer.stop()

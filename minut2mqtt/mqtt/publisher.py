@@ -16,7 +16,7 @@ from ..core.publishing import EVENT_QOS, QOS, Lane, lane_of
 from ..settings import MqttProtocol
 from .connection import BrokerConnection, Listeners
 from .outbox import BatchRefused, Outbox, OutboxRow
-from .pacer import Pacer
+from .pacer import EventsInFlight, Pacer
 from .protocol import MAX_IN_FLIGHT, MqttOptions, sendable_payload
 from .session import packet_id_of
 
@@ -28,6 +28,8 @@ EVENT_ROOM = 2
 """Unacknowledged messages the bulk lanes leave room for, so an event goes out at once."""
 BULK_BATCH = 10
 """States or configs handed to paho between two looks at the events lane."""
+BULK_HELD_AT_MOST = 0.02
+"""Seconds the bulk lanes wait for events in flight before a batch goes anyway."""
 
 
 class MqttPublisher:
@@ -64,6 +66,8 @@ class MqttPublisher:
         self._pacers = {lane: Pacer(options.messages_per_second, options.burst) for lane in Lane}
         """One per lane: a burst of configs does not slow the events down."""
         self._events_appended = 0
+        self.events_in_flight = EventsInFlight()
+        """Bulk work, here and in the writer, holds back while events are on their way."""
         self._sender = threading.Thread(target=self._run_sender, name="mqtt-sender", daemon=True)
         # What the sender waits for, guarded by `_wake`: every change adds to `_signals`.
         self._wake = threading.Condition()
@@ -183,6 +187,7 @@ class MqttPublisher:
             self._refused(outbox, error, 1)
             return
         if lane_of(retain, lane) == Lane.EVENTS:
+            self.events_in_flight.arrived()
             with self._wake:  # wakes a sender waiting for a bulk lane's pace
                 self._events_appended += 1
                 self._signal()
@@ -243,6 +248,7 @@ class MqttPublisher:
         handed_through = dict.fromkeys(Lane, 0)
         """Per lane, the newest row handed to paho on this connection; the next comes after."""
         generation = -1
+        bulk_held_since: float | None = None
         while True:
             with self._wake:
                 signals_seen = self._signals
@@ -264,10 +270,15 @@ class MqttPublisher:
                 return
             self._link.speak_3_1_1_if_5_is_refused()
             self._link.replay_overdue()
-            lane, batch = self._next_batch(outbox, handed_through, room)
+            hold, now = self.events_in_flight.hold_left(), time.monotonic()
+            bulk_held_since = (bulk_held_since or now) if hold else None
+            bulk_may_go = not hold or now - (bulk_held_since or now) >= BULK_HELD_AT_MOST
+            lane, batch = self._next_batch(outbox, handed_through, room, bulk_may_go)
             if not batch:
-                self._wait_for_signal_after(signals_seen)
+                self._wait_for_signal_after(signals_seen, min(hold, BULK_HELD_AT_MOST) or 1.0)
                 continue
+            if lane != Lane.EVENTS:
+                bulk_held_since = None
             for row in batch:
                 wait = self._pacers[lane].delay()
                 if wait > 0 and self._event_within(wait, events_seen, lane):
@@ -289,13 +300,15 @@ class MqttPublisher:
                     break
 
     def _next_batch(
-        self, outbox: Outbox, handed_through: dict[Lane, int], room: int
+        self, outbox: Outbox, handed_through: dict[Lane, int], room: int, bulk_may_go: bool
     ) -> tuple[Lane, list[OutboxRow]]:
         """The next rows to hand to paho: of the first lane that has some, within the room the
-        broker leaves (bulk lanes keep a little of it free for events, and go in small batches
-        so that an event never waits long)."""
+        broker leaves (bulk lanes keep a little of it free for events, go in small batches so
+        that an event never waits long, and hold back while events are in flight)."""
         if self.connected:
             for lane in Lane:
+                if lane != Lane.EVENTS and not bulk_may_go:
+                    break
                 allowed = room if lane == Lane.EVENTS else min(BULK_BATCH, room - EVENT_ROOM)
                 if allowed > 0 and (rows := outbox.rows_after(handed_through[lane], allowed, lane)):
                     return lane, rows
@@ -322,6 +335,8 @@ class MqttPublisher:
                 return False
             with self._wake:  # before the packet leaves: its PUBREC may come back at once
                 self._in_flight[packet_id] = row.row_id
+                if not row.retain and not row.released:
+                    self.events_in_flight.handed(packet_id)
             if row.released:
                 rc = client.release(packet_id)
             else:
@@ -357,6 +372,7 @@ class MqttPublisher:
             with self._wake:
                 self._generation += 1
                 self._in_flight.clear()
+                self.events_in_flight.forget()
                 self._room = room
                 self._signal()
         if not session_present:
@@ -365,6 +381,8 @@ class MqttPublisher:
     def _pubrec(self, packet_id: int) -> None:
         with self._wake:
             row_id = self._in_flight.get(packet_id)
+            if self.events_in_flight.landed(packet_id):
+                self._signal()
         outbox = self._outbox
         if row_id is not None and outbox is not None:
             outbox.mark_released(row_id)
@@ -372,6 +390,7 @@ class MqttPublisher:
     def _acknowledged(self, packet_id: int) -> None:
         with self._wake:
             row_id = self._in_flight.pop(packet_id, None)
+            self.events_in_flight.landed(packet_id)
             if row_id is not None:
                 self._delivered.append(row_id)
             self._signal()
