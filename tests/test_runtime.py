@@ -399,3 +399,22 @@ def test_a_republish_sends_the_status_as_it_is_now(writer, status, publisher):
     writer.run_pending()
     latest = publisher.on_topic(TOPICS.bridge_status)[-1]
     assert json.loads(latest.payload)["events_forwarded"] == 1
+
+
+def test_a_poll_parses_only_the_objects_whose_json_changed():
+    from minut2mqtt.runtime.poller import ParsedLastTime
+
+    parsed: list[str] = []
+
+    def parse(raw):
+        parsed.append(raw.get("device_id", "?"))
+        return parse_device(raw)
+
+    devices = ParsedLastTime(parse, "device_id")
+    first = devices.parse_all([{**DEVICE, "device_id": "a"}, {**DEVICE, "device_id": "b"}])
+    renamed = {**DEVICE, "device_id": "b", "description": "Renamed"}
+    second = devices.parse_all([{**DEVICE, "device_id": "a"}, renamed, {"no": "id"}])
+    assert parsed == ["a", "b", "b", "?"]  # the object without an id is refused and skipped
+    assert second[0] is first[0] and second[1].name == "Renamed" and len(second) == 2
+    devices.parse_all([renamed])
+    assert devices.parse_all([{**DEVICE, "device_id": "a"}])[0] is not first[0]  # forgotten

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..core.status import AccountBoard
 from ..minut.errors import MinutApiError
@@ -66,6 +66,8 @@ class Poller:
         """Set once the first poll was tried, whatever its outcome."""
         self._failures = 0
         self._next_poll = 0.0
+        self._devices = ParsedLastTime(parse_device, "device_id")
+        self._homes = ParsedLastTime(parse_home, "home_id")
         self.device_ids: frozenset[str] = frozenset()
         self.home_ids: frozenset[str] = frozenset()
         """What the account's last poll showed (replaced whole: read from any thread)."""
@@ -81,8 +83,8 @@ class Poller:
             except MinutApiError as error:
                 self._status.poll_failed(error)
                 raise
-            devices = _parse_all(raw_devices, parse_device)
-            homes = _parse_all(raw_homes, parse_home)
+            devices = self._devices.parse_all(raw_devices)
+            homes = self._homes.parse_all(raw_homes)
             # known before the mirror shows them: a command on them finds this account
             self.device_ids = frozenset(device.device_id for device in devices)
             self.home_ids = frozenset(home.home_id for home in homes)
@@ -138,11 +140,31 @@ class Poller:
         self._next_poll = self._monotonic() + retry_delay(error, self._failures, self._interval)
 
 
-def _parse_all(raw_items: list[dict[str, Any]], parse: Callable[[dict[str, Any]], T]) -> list[T]:
-    parsed = []
-    for raw in raw_items:
-        try:
-            parsed.append(parse(raw))
-        except MinutDataError as error:
-            log.warning("ignoring a Minut object: %s", error)
-    return parsed
+class ParsedLastTime(Generic[T]):
+    """The objects of the last poll with the JSON each came from: an object whose JSON is the
+    same again is not parsed again (comparing 2,000 Points' JSON costs 4 ms, parsing them 50;
+    keeping the last JSON costs about 3 KB a Point)."""
+
+    def __init__(self, parse: Callable[[dict[str, Any]], T], id_key: str) -> None:
+        self._parse = parse
+        self._id_key = id_key
+        self._last: dict[object, tuple[dict[str, Any], T]] = {}
+
+    def parse_all(self, raw_items: list[dict[str, Any]]) -> list[T]:
+        last, self._last = self._last, {}
+        parsed = []
+        for raw in raw_items:
+            key = raw.get(self._id_key)
+            known = last.get(key) if isinstance(key, str | int) else None
+            if known is not None and known[0] == raw:
+                item = known[1]
+            else:
+                try:
+                    item = self._parse(raw)
+                except MinutDataError as error:
+                    log.warning("ignoring a Minut object: %s", error)
+                    continue
+            if isinstance(key, str | int):
+                self._last[key] = (raw, item)
+            parsed.append(item)
+        return parsed
