@@ -167,6 +167,33 @@ def test_a_long_job_pauses_while_the_broker_lags_and_an_event_ends_the_pause():
     writer.stop()
 
 
+def test_a_long_job_waits_for_a_broker_that_drains_the_backlog_but_not_for_one_away():
+    publisher = MemoryPublisher()
+    started = time.monotonic()
+    draining = [True]
+
+    def backlog() -> int:  # 3,000 messages above the threshold, taken at 10,000 a second
+        if not draining[0]:
+            return BULK_PAUSE_ABOVE + 3_000  # a broker that takes nothing
+        return max(0, BULK_PAUSE_ABOVE + 3_000 - int((time.monotonic() - started) * 10_000))
+
+    writer = Writer(
+        Mirror(publisher, Topics("minut2mqtt", "homeassistant")), StatusBoard(), backlog=backlog
+    )
+    devices = [parse_device({"device_id": f"p{n}", "home_id": "h"}) for n in range(10)]
+    homes = [parse_home({"home_id": "h", "name": "Home"})]
+    writer.start()
+    writer.apply_poll(devices, homes)
+    assert time.monotonic() - started >= 0.3 * 0.9  # until the backlog was under the threshold
+
+    draining[0] = False
+    started = time.monotonic()
+    writer.apply_poll([*devices, parse_device({"device_id": "p10", "home_id": "h"})], homes)
+    held = time.monotonic() - started
+    assert 0.9 <= held < 3  # a second without progress, then the job goes on
+    writer.stop()
+
+
 def test_a_long_job_holds_back_while_events_are_on_their_way_but_goes_on():
     publisher = MemoryPublisher()
     in_flight = [10.0]  # an event on its way that never lands: each step waits its longest

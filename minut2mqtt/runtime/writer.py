@@ -7,9 +7,9 @@ and gets an answer computed on the writer's thread.
 
 Events go first: they wait in a queue of their own, and long jobs (a poll of 2,000 Points, a
 re-publish) come in steps of a few Points, between which the worker takes every waiting event,
-and pauses while the broker is far behind (the outbox holds more than BULK_PAUSE_ABOVE
-messages): the job's messages would only wait longer, and its work would compete with the
-events for the processor.
+and waits while the broker is far behind (the outbox holds more than BULK_PAUSE_ABOVE
+messages): the job's messages would only wait longer (or overflow the outbox), and its work
+would compete with the events for the processor.
 Events that arrive before the first poll was tried wait for it, so that they find the Points and
 homes they belong to (their states would be lost otherwise).
 """
@@ -38,10 +38,13 @@ Job = Callable[[], Iterator[None] | None]
 ASK_TIMEOUT_SECONDS = 10.0
 BULK_PAUSE_ABOVE = 10_000
 """Messages waiting for the broker (about seven seconds of the default pace) beyond which a long
-job pauses between its steps. Not fewer: device discovery's burst of 2,000 Points (5,000 large
-messages) is bound by building its configs, and pausing it cost 3 s of its 14."""
+job waits between its steps until the broker has taken enough. Not fewer: device discovery's
+burst of 2,000 Points (5,000 large messages) is bound by building its configs, and pausing it
+cost 3 s of its 14."""
 BULK_PAUSE_SECONDS = 0.004
-"""The pause: a step (two Points' configs) takes about as long."""
+"""How often a paused job looks at the backlog again."""
+BACKLOG_STALLED_SECONDS = 1.0
+BACKLOG_IGNORED_SECONDS = 10.0
 BULK_HELD_AT_MOST = 0.02
 """Seconds a long job waits between two steps for events on their way to the broker: a burst
 built flat out slows every thread an event crosses (bench/scale.py, 2,000 Points: p50 22 ms
@@ -65,6 +68,7 @@ class Writer:
         self._mirror = mirror
         self._backlog = backlog
         self._events_in_flight = events_in_flight
+        self._backlog_ignored_until = 0.0
         self._stopping = False
         self._status = status
         self._on_webhook_event_done = on_webhook_event_done
@@ -259,10 +263,28 @@ class Writer:
             with self._wake:
                 self._wake.wait_for(lambda: bool(self._events), min(left, held_until - now, 0.002))
             self._do_urgent()
-        if not self._stopping and self._backlog() > BULK_PAUSE_ABOVE:
+        self._wait_for_the_broker()
+
+    def _wait_for_the_broker(self) -> None:
+        """While more than BULK_PAUSE_ABOVE messages wait and the broker takes them, the job
+        waits (events still go): a burst must not outrun the outbox's bound (5,000 Points'
+        171,000 configs did, and the outbox dropped states). A broker that takes nothing for
+        BACKLOG_STALLED_SECONDS (away) holds no job up for the next BACKLOG_IGNORED_SECONDS:
+        the outbox keeps what it can, and polls go on."""
+        if self._stopping or time.monotonic() < self._backlog_ignored_until:
+            return
+        backlog, progressed_at = self._backlog(), time.monotonic()
+        while not self._stopping and backlog > BULK_PAUSE_ABOVE:
             with self._wake:
                 self._wake.wait_for(lambda: bool(self._events), BULK_PAUSE_SECONDS)
             self._do_urgent()
+            now_backlog, now = self._backlog(), time.monotonic()
+            if now_backlog < backlog:
+                progressed_at = now
+            elif now - progressed_at >= BACKLOG_STALLED_SECONDS:
+                self._backlog_ignored_until = now + BACKLOG_IGNORED_SECONDS
+                return
+            backlog = now_backlog
 
     def _do_urgent(self) -> None:
         while (event := self._next(wait=False, urgent_only=True)) is not None:
