@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+from brokers import MqttRecorder
+
 from minut2mqtt.mqtt.pacer import COMING_SECONDS, EventsInFlight, Pacer
+from minut2mqtt.mqtt.publisher import MqttOptions, MqttPublisher
 
 
 class FakeClock:
@@ -59,43 +65,36 @@ def test_a_miscounted_event_holds_nothing_back_for_long():
     assert flight.hold_left() == 0
 
 
-def test_the_broker_taking_an_event_ends_the_hold(broker):
-    from brokers import MqttRecorder
-
-    from minut2mqtt.mqtt.publisher import MqttOptions, MqttPublisher
-
-    publisher = MqttPublisher(
-        MqttOptions(broker.host, broker.port, "hold-test", "hold-test/availability")
-    )
+@contextlib.contextmanager
+def connected_publisher(broker, name: str) -> Iterator[MqttPublisher]:
+    publisher = MqttPublisher(MqttOptions(broker.host, broker.port, name, f"{name}/availability"))
     publisher.start()
     try:
         assert publisher.wait_connected(10)
-        with MqttRecorder(broker.host, broker.port, topics=["hold-test/#"]) as recorder:
-            for number in range(20):
-                publisher.publish(f"hold-test/event/{number}", "{}", retain=False)
-            recorder.wait_for_topic("hold-test/event/19")
-            # Mosquitto hands a QoS 2 message on when it gets PUBREL, which paho sends after
-            # the PUBREC that counted the event as landed
-            assert publisher.events_in_flight.hold_left() == 0
+        yield publisher
     finally:
         publisher.stop()
+
+
+def test_the_broker_taking_an_event_ends_the_hold(broker):
+    with (
+        connected_publisher(broker, "hold-test") as publisher,
+        MqttRecorder(broker.host, broker.port, topics=["hold-test/#"]) as recorder,
+    ):
+        for number in range(20):
+            publisher.publish(f"hold-test/event/{number}", "{}", retain=False)
+        recorder.wait_for_topic("hold-test/event/19")
+        # Mosquitto hands a QoS 2 message on when it gets PUBREL, which paho sends after the
+        # PUBREC that counted the event as landed
+        assert publisher.events_in_flight.hold_left() == 0
 
 
 def test_a_message_paho_cannot_send_does_not_stop_the_sender(broker, caplog):
-    from brokers import MqttRecorder
-
-    from minut2mqtt.mqtt.publisher import MqttOptions, MqttPublisher
-
-    publisher = MqttPublisher(
-        MqttOptions(broker.host, broker.port, "sender-test", "sender-test/availability")
-    )
-    publisher.start()
-    try:
-        assert publisher.wait_connected(10)
-        with MqttRecorder(broker.host, broker.port, topics=["sender-test/#"]) as recorder:
-            publisher.publish("sender-test/bad", "\ud800", retain=False)  # cannot be UTF-8
-            publisher.publish("sender-test/good", "fine", retain=False)
-            recorder.wait_for_topic("sender-test/good")
-        assert "sender-test/bad' cannot be encoded as UTF-8" in caplog.text
-    finally:
-        publisher.stop()
+    with (
+        connected_publisher(broker, "sender-test") as publisher,
+        MqttRecorder(broker.host, broker.port, topics=["sender-test/#"]) as recorder,
+    ):
+        publisher.publish("sender-test/bad", "\ud800", retain=False)  # cannot be UTF-8
+        publisher.publish("sender-test/good", "fine", retain=False)
+        recorder.wait_for_topic("sender-test/good")
+    assert "sender-test/bad' cannot be encoded as UTF-8" in caplog.text

@@ -16,7 +16,7 @@ from fakes import MemoryPublisher
 from minut2mqtt.core.mirror import Mirror
 from minut2mqtt.core.status import StatusBoard
 from minut2mqtt.core.topics import Topics
-from minut2mqtt.minut.models import parse_device, parse_event, parse_home
+from minut2mqtt.minut.models import Device, parse_device, parse_event, parse_home
 from minut2mqtt.runtime.writer import (
     BULK_HELD_AT_MOST,
     BULK_PAUSE_ABOVE,
@@ -132,6 +132,39 @@ def test_no_config_the_broker_holds_is_sent_again(start_daemon, recorder, broker
     assert configs(recorder, restarted_at) == []
 
 
+def points(count: int) -> list[Device]:
+    return [
+        parse_device({"device_id": f"p{n}", "home_id": "h", "description": f"Room {n}"})
+        for n in range(count)
+    ]
+
+
+ONE_HOME = [parse_home({"home_id": "h", "name": "Home"})]
+
+
+def poll_with_an_event_meanwhile(
+    writer: Writer, publisher: MemoryPublisher, count: int
+) -> tuple[float, list[str]]:
+    """A poll of `count` Points on a thread of its own, an alarm on the last one meanwhile: the
+    seconds the poll took, and the topics published in order."""
+    writer.start()
+    writer.open_for_events()
+    started = time.monotonic()
+    polling = threading.Thread(target=writer.apply_poll, args=(points(count), ONE_HOME))
+    polling.start()
+    time.sleep(0.02)
+    alarm = {"id": "e1", "type": "alarm_heard", "device_id": f"p{count - 1}"}
+    writer.submit_event(parse_event(alarm))
+    polling.join(10)
+    return time.monotonic() - started, [message.topic for message in publisher.messages]
+
+
+def seconds_to_poll(writer: Writer, count: int) -> float:
+    started = time.monotonic()
+    writer.apply_poll(points(count), ONE_HOME)
+    return time.monotonic() - started
+
+
 def test_a_long_job_pauses_while_the_broker_lags_and_an_event_ends_the_pause():
     publisher = MemoryPublisher()
     lagging = [True]
@@ -140,30 +173,13 @@ def test_a_long_job_pauses_while_the_broker_lags_and_an_event_ends_the_pause():
         StatusBoard(),
         backlog=lambda: BULK_PAUSE_ABOVE + 1 if lagging[0] else 0,
     )
-    devices = [
-        parse_device({"device_id": f"p{n}", "home_id": "h", "description": f"Room {n}"})
-        for n in range(60)
-    ]
-    homes = [parse_home({"home_id": "h", "name": "Home"})]
-    writer.start()
-    writer.open_for_events()
-    started = time.monotonic()
-    polling = threading.Thread(target=writer.apply_poll, args=(devices, homes))
-    polling.start()
-    time.sleep(0.02)
-    writer.submit_event(parse_event({"id": "e1", "type": "alarm_heard", "device_id": "p59"}))
-    polling.join(10)
-    paused = time.monotonic() - started
-    topics = [message.topic for message in publisher.messages]
-    # 30 steps of two Points, each followed by a pause, and the event in the middle of them
+    paused, topics = poll_with_an_event_meanwhile(writer, publisher, 60)
+    # 30 steps of two Points, paused, and the event in the middle of them
     assert paused >= 30 * BULK_PAUSE_SECONDS * 0.8
-    event_at = topics.index("minut2mqtt/device/p59/event")
-    assert event_at < topics.index("minut2mqtt/device/p59/state")
+    assert topics.index("minut2mqtt/device/p59/event") < topics.index("minut2mqtt/device/p59/state")
 
     lagging[0] = False  # a broker that keeps up: no pause
-    started = time.monotonic()
-    writer.apply_poll([*devices, parse_device({"device_id": "p60", "home_id": "h"})], homes)
-    assert time.monotonic() - started < paused
+    assert seconds_to_poll(writer, 61) < paused
     writer.stop()
 
 
@@ -180,17 +196,12 @@ def test_a_long_job_waits_for_a_broker_that_drains_the_backlog_but_not_for_one_a
     writer = Writer(
         Mirror(publisher, Topics("minut2mqtt", "homeassistant")), StatusBoard(), backlog=backlog
     )
-    devices = [parse_device({"device_id": f"p{n}", "home_id": "h"}) for n in range(10)]
-    homes = [parse_home({"home_id": "h", "name": "Home"})]
     writer.start()
-    writer.apply_poll(devices, homes)
+    writer.apply_poll(points(10), ONE_HOME)
     assert time.monotonic() - started >= 0.3 * 0.9  # until the backlog was under the threshold
 
     draining[0] = False
-    started = time.monotonic()
-    writer.apply_poll([*devices, parse_device({"device_id": "p10", "home_id": "h"})], homes)
-    held = time.monotonic() - started
-    assert 0.9 <= held < 3  # a second without progress, then the job goes on
+    assert 0.9 <= seconds_to_poll(writer, 11) < 3  # a second without progress, then it goes on
     writer.stop()
 
 
@@ -202,27 +213,11 @@ def test_a_long_job_holds_back_while_events_are_on_their_way_but_goes_on():
         StatusBoard(),
         events_in_flight=lambda: in_flight[0],
     )
-    devices = [
-        parse_device({"device_id": f"p{n}", "home_id": "h", "description": f"Room {n}"})
-        for n in range(20)
-    ]
-    homes = [parse_home({"home_id": "h", "name": "Home"})]
-    writer.start()
-    writer.open_for_events()
-    started = time.monotonic()
-    polling = threading.Thread(target=writer.apply_poll, args=(devices, homes))
-    polling.start()
-    time.sleep(0.05)
-    writer.submit_event(parse_event({"id": "e1", "type": "alarm_heard", "device_id": "p19"}))
-    polling.join(10)
-    held = time.monotonic() - started
-    topics = [message.topic for message in publisher.messages]
+    held, topics = poll_with_an_event_meanwhile(writer, publisher, 20)
     # 10 steps of two Points, each held at most BULK_HELD_AT_MOST; the event did not wait
     assert 10 * BULK_HELD_AT_MOST * 0.8 <= held < 10 * BULK_HELD_AT_MOST + 1
     assert topics.index("minut2mqtt/device/p19/event") < topics.index("minut2mqtt/device/p19/state")
 
     in_flight[0] = 0.0
-    started = time.monotonic()
-    writer.apply_poll([*devices, parse_device({"device_id": "p20", "home_id": "h"})], homes)
-    assert time.monotonic() - started < held / 2
+    assert seconds_to_poll(writer, 21) < held / 2
     writer.stop()
