@@ -14,11 +14,11 @@ from conftest import CLIENT_ID, CLIENT_SECRET
 from fakes import MemoryPublisher
 
 from minut2mqtt.core.mirror import Mirror
+from minut2mqtt.core.publishing import BULK_HELD_AT_MOST
 from minut2mqtt.core.status import StatusBoard
 from minut2mqtt.core.topics import Topics
 from minut2mqtt.minut.models import Device, parse_device, parse_event, parse_home
 from minut2mqtt.runtime.writer import (
-    BULK_HELD_AT_MOST,
     BULK_PAUSE_ABOVE,
     BULK_PAUSE_SECONDS,
     Writer,

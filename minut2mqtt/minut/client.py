@@ -141,8 +141,7 @@ class MinutClient:
         or the same again (an API that ignores `offset`). A short page of a plausible limit's
         length is followed once more (at most once an hour per path, SHORT_PAGE_TRUSTED_FOR):
         if more came, that length is the API's limit for this path, asked for from then on.
-        A page longer than asked for means the API ignores
-        `limit`: that is the whole list.
+        A page longer than asked for means the API ignores `limit`: that is the whole list.
         """
         page_size = self._page_caps.get(path) or page_size or self.page_size
         items: list[dict[str, Any]] = []

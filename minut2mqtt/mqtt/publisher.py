@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from ..core.publishing import EVENT_QOS, QOS, Lane, lane_of
+from ..core.publishing import BULK_HELD_AT_MOST, EVENT_QOS, QOS, Lane, lane_of
 from ..settings import MqttProtocol
 from .connection import BrokerConnection, Listeners
 from .outbox import BatchRefused, Outbox, OutboxRow
@@ -28,8 +28,6 @@ EVENT_ROOM = 2
 """Unacknowledged messages the bulk lanes leave room for, so an event goes out at once."""
 BULK_BATCH = 10
 """States or configs handed to paho between two looks at the events lane."""
-BULK_HELD_AT_MOST = 0.02
-"""Seconds the bulk lanes wait for events in flight before a batch goes anyway."""
 
 
 class MqttPublisher:
@@ -271,8 +269,8 @@ class MqttPublisher:
             self._link.speak_3_1_1_if_5_is_refused()
             self._link.replay_overdue()
             hold, now = self.events_in_flight.hold_left(), time.monotonic()
-            bulk_held_since = (bulk_held_since or now) if hold else None
-            bulk_may_go = not hold or now - (bulk_held_since or now) >= BULK_HELD_AT_MOST
+            bulk_held_since = (bulk_held_since or now) if hold else None  # since when held back
+            bulk_may_go = bulk_held_since is None or now - bulk_held_since >= BULK_HELD_AT_MOST
             lane, batch = self._next_batch(outbox, handed_through, room, bulk_may_go)
             if not batch:
                 self._wait_for_signal_after(signals_seen, min(hold, BULK_HELD_AT_MOST) or 1.0)

@@ -155,7 +155,8 @@ class ParsedLastTime(Generic[T]):
         parsed = []
         for raw in raw_items:
             key = raw.get(self._id_key)
-            known = last.get(key) if isinstance(key, str | int) else None
+            kept = isinstance(key, str | int)  # an id unfit for a dict key: parsed every time
+            known = last.get(key) if kept else None
             if known is not None and known[0] == raw:
                 item = known[1]
             else:
@@ -164,7 +165,7 @@ class ParsedLastTime(Generic[T]):
                 except MinutDataError as error:
                     log.warning("ignoring a Minut object: %s", error)
                     continue
-            if isinstance(key, str | int):
+            if kept:
                 self._last[key] = (raw, item)
             parsed.append(item)
         return parsed

@@ -26,6 +26,7 @@ from typing import TypeVar
 
 from ..core.documents import status_document
 from ..core.mirror import Mirror
+from ..core.publishing import BULK_HELD_AT_MOST
 from ..core.status import StatusBoard
 from ..minut.guests import Stay
 from ..minut.models import Device, Event, Home
@@ -45,10 +46,6 @@ BULK_PAUSE_SECONDS = 0.004
 """How often a paused job looks at the backlog again."""
 BACKLOG_STALLED_SECONDS = 1.0
 BACKLOG_IGNORED_SECONDS = 10.0
-BULK_HELD_AT_MOST = 0.02
-"""Seconds a long job waits between two steps for events on their way to the broker: a burst
-built flat out slows every thread an event crosses (bench/scale.py, 2,000 Points: p50 22 ms
-instead of 4), but a stream of events must not stop it."""
 
 
 class Writer:
