@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -59,7 +60,10 @@ def run_check(settings: Settings) -> int:
 def run_daemon(settings: Settings) -> int:
     from .daemon import Daemon, StartupError
 
-    daemon = Daemon(settings)
+    # What lives as long as the process (modules, settings, then the Points and homes of the
+    # first poll) is frozen out of the garbage collector's full passes: at 2,000 Points one
+    # took 80 ms, and no event moved meanwhile.
+    daemon = Daemon(settings, on_first_poll=gc.freeze)
     stop_on_signals(daemon.request_stop)
     log.info("minut2mqtt %s starting", __version__)
     try:
@@ -67,6 +71,7 @@ def run_daemon(settings: Settings) -> int:
     except StartupError as error:
         log.error("%s", error)
         return 1
+    gc.freeze()
     daemon.wait()
     daemon.stop()
     return 0

@@ -43,7 +43,13 @@ class StartupError(Exception):
 
 
 class Daemon:
-    def __init__(self, settings: Settings, *, on_change: Callable[[str, str], None] | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        on_change: Callable[[str, str], None] | None = None,
+        on_first_poll: Callable[[], None] | None = None,
+    ):
         self.settings = settings
         minut_settings, mqtt = settings.minut, settings.mqtt
         self.topics = Topics(mqtt.base_topic, mqtt.discovery_prefix)
@@ -101,6 +107,7 @@ class Daemon:
             on_webhook_event_done=lambda event: self.accounts.note_delivered(event),
             backlog=lambda: self.publisher.queue_depth,
             events_in_flight=lambda: self.publisher.events_in_flight.hold_left(),
+            on_first_poll=on_first_poll,
         )
         self.accounts: Accounts = Accounts(
             settings, self.writer, self.status, page_url=page_url(settings.webhook)

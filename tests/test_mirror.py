@@ -10,7 +10,7 @@ import pytest
 from fakes import NOW, Clock, MemoryPublisher
 
 from minut2mqtt.core.entities import DEVICE_STATES
-from minut2mqtt.core.mirror import Mirror
+from minut2mqtt.core.mirror import UPDATES_PER_STEP, Mirror
 from minut2mqtt.core.topics import Topics
 from minut2mqtt.minut.models import parse_device, parse_event, parse_home
 
@@ -328,6 +328,23 @@ def test_an_event_publishes_its_own_point_and_no_other(mirror, publisher):
         TOPICS.device_event("dev7"),
         TOPICS.device_state("dev7"),
     }
+
+
+def test_a_poll_compares_its_points_in_steps_and_an_event_between_them_holds(mirror, publisher):
+    points = many_points(UPDATES_PER_STEP * 2 + 5)
+    poll(mirror, *points)
+    for point in points:
+        point["latest_sensor_values"]["temperature"]["value"] = 25.0
+    home = parse_home({"home_id": "home1", "name": "Beach house", "alarm_status": "off"})
+    steps = mirror.poll_steps([parse_device(point) for point in points], [home])
+    next(steps)  # the home and the first few Points: an event may come now
+    last = f"dev{len(points) - 1}"
+    assert mirror.devices[last].readings["temperature"].value != 25.0, "compared all at once"
+    mirror.apply_event(event("glassbreak", device_id=last))  # momentary: a poll cannot clear it
+    for _ in steps:
+        pass
+    assert state_of(publisher, last)["states"]["glass_break"] == "ON"
+    assert state_of(publisher, last)["readings"]["temperature"]["value"] == 25.0
 
 
 def test_a_poll_publishes_the_points_that_changed_only(mirror, publisher):

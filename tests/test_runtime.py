@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fakes import Clock, MemoryPublisher
 
-from minut2mqtt.core.mirror import Mirror
+from minut2mqtt.core.mirror import UPDATES_PER_STEP, Mirror
 from minut2mqtt.core.status import MINUT_CONNECTED, StatusBoard
 from minut2mqtt.core.topics import Topics
 from minut2mqtt.minut.errors import MinutApiError
@@ -136,6 +136,26 @@ def test_events_wait_for_the_first_poll_then_go_in_order(writer, publisher):
     writer.run_pending()
     assert events_on(publisher) == ["e1", "e2"]
     assert state(publisher)["states"]["tamper"] == "ON", "the event found its Point"
+
+
+def test_events_held_for_the_first_poll_find_every_point_it_brought(writer, publisher):
+    devices = [{**DEVICE, "device_id": f"dev{n}"} for n in range(UPDATES_PER_STEP * 3)]
+    last = devices[-1]["device_id"]
+    writer.submit_event(event("e1", "tamper", device_id=last))
+    writer.apply_poll([parse_device(device) for device in devices], [parse_home(HOME)])
+    assert events_on(publisher, f"minut2mqtt/device/{last}/event") == ["e1"]
+    document = json.loads(publisher.retained[TOPICS.device_state(last)])
+    assert document["states"]["tamper"] == "ON", "the event found its Point"
+
+
+def test_the_first_poll_is_announced_once_when_its_points_are_known(publisher, status):
+    mirror = Mirror(publisher, TOPICS)
+    known_then: list[int] = []
+    writer = Writer(mirror, status, on_first_poll=lambda: known_then.append(len(mirror.devices)))
+    devices = [parse_device({**DEVICE, "device_id": f"d{n}"}) for n in range(UPDATES_PER_STEP * 3)]
+    writer.apply_poll(devices, [parse_home(HOME)])
+    writer.apply_poll(devices, [parse_home(HOME)])
+    assert known_then == [len(devices)]  # cli.py freezes them out of the garbage collector
 
 
 def test_republish_requests_waiting_together_are_one(writer, publisher):

@@ -158,7 +158,7 @@ class ParsedLastTime(Generic[T]):
             kept = isinstance(key, str | int)  # an id unfit for a dict key: parsed every time
             known = last.get(key) if kept else None
             if known is not None and known[0] == raw:
-                item = known[1]
+                raw, item = known
             else:
                 try:
                     item = self._parse(raw)
