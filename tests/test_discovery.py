@@ -11,6 +11,7 @@ from minut2mqtt.core.discovery import (
     device_configs,
     home_configs,
 )
+from minut2mqtt.core.documents import OFFLINE, ONLINE
 from minut2mqtt.core.entities import (
     BRIDGE_VALUES,
     DEVICE_STATES,
@@ -44,17 +45,14 @@ DEVICE_BLOCK = {
     "sw_version": "2.1.0",
     "via_device": "minut2mqtt_home_home1",
 }
-BRIDGE_AVAILABLE = {
-    "topic": "minut2mqtt/bridge/availability",
-    "payload_available": "online",
-    "payload_not_available": "offline",
-}
-DEVICE_AVAILABLE = {
-    "topic": "minut2mqtt/device/abc123/availability",
-    "payload_available": "online",
-    "payload_not_available": "offline",
-}
+# payload_available and payload_not_available left out: Home Assistant's defaults, what we publish
+BRIDGE_AVAILABLE = {"topic": "minut2mqtt/bridge/availability"}
+DEVICE_AVAILABLE = {"topic": "minut2mqtt/device/abc123/availability"}
 ORIGIN = {"name": "minut2mqtt", "sw_version": __version__}
+
+
+def test_availability_payloads_left_out_are_the_ones_we_publish():
+    assert (ONLINE, OFFLINE) == ("online", "offline")  # Home Assistant's and openHAB's defaults
 
 
 def test_temperature_sensor_config():

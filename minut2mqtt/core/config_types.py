@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .documents import OFFLINE, ONLINE
-
 Configs = dict[str, dict[str, Any]]
 """Discovery topic → config payload."""
 NOT_IN_PAYLOAD: Mapping[str, bool] = {"in_payload": False}
@@ -53,9 +51,12 @@ class ControlFields:
 
 @dataclass(frozen=True)
 class Availability:
+    """None: the payload is left out, as Home Assistant's and openHAB's default is what our
+    availability topics carry (`online` / `offline`): 2.4 KB of a Point's 13 KB device config."""
+
     topic: str
-    payload_available: str = ONLINE
-    payload_not_available: str = OFFLINE
+    payload_available: str | None = None
+    payload_not_available: str | None = None
     value_template: str | None = None
 
 
