@@ -321,13 +321,13 @@ class Mirror:
             self.configs.sweep(nodes)
             self._configs_synced = True
 
-    def _in_steps(self, items: Iterable[T], per_step: int, publish: Callable[[T], object]) -> Steps:
-        """Publish for each item, a few at a time, each few kept in the outbox together."""
+    def _in_steps(self, items: Iterable[T], per_step: int, work: Callable[[T], object]) -> Steps:
+        """`work` on each item, a few at a time; what a few publish goes to the outbox together."""
         chosen = list(items)
         for start in range(0, len(chosen), per_step):
             with self._publisher.batch():
                 for item in chosen[start : start + per_step]:
-                    publish(item)
+                    work(item)
             yield
 
     def _publish_device(self, tracked: TrackedDevice, syncing: bool) -> None:
