@@ -33,7 +33,6 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from minut2mqtt.embedded_broker import first_free_port
 from minut2mqtt.mosquitto import MosquittoProcess, find_mosquitto
+from minut2mqtt.mqtt.protocol import send_small_packets_at_once
 from minut2mqtt.simulator import SimulatedAccount, SimulatorServer
 
 POLL_INTERVAL = 10
@@ -209,9 +209,7 @@ def deliver_events(
     # A QoS 2 message reaches on_message at PUBREL, after this client's own PUBREC: with
     # Nagle's algorithm that small packet waits for the broker's delayed ACK (10 ms or more),
     # which would measure this subscriber, not the bridge
-    listener.on_socket_open = lambda client, userdata, sock: sock.setsockopt(
-        socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
-    )
+    listener.on_socket_open = send_small_packets_at_once
     listener.connect("127.0.0.1", broker_port)
     listener.subscribe("minut2mqtt/device/+/event", qos=2)
     listener.loop_start()

@@ -90,11 +90,11 @@ def make_client(
     client.will_set(options.availability_topic, OFFLINE, qos=QOS, retain=True)
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     client.max_inflight_messages_set(MAX_IN_FLIGHT)
-    client.on_socket_open = _send_small_packets_at_once
+    client.on_socket_open = send_small_packets_at_once
     return client
 
 
-def _send_small_packets_at_once(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+def send_small_packets_at_once(client: mqtt.Client, userdata: Any, sock: Any) -> None:
     """Nagle's algorithm off: it holds a small packet (an event's PUBLISH or PUBREL) back while
     an earlier one waits for the broker's delayed ACK. config/mosquitto.conf turns it off on the
     broker's side, where it cost every other event 10 ms (bench/scale.py)."""

@@ -260,9 +260,7 @@ class Writer:
             now = time.monotonic()
             if now >= held_until:
                 break
-            with self._wake:
-                self._wake.wait_for(lambda: bool(self._events), min(left, held_until - now, 0.002))
-            self._do_urgent()
+            self._do_events_within(min(left, held_until - now, 0.002))
         self._wait_for_the_broker()
 
     def _wait_for_the_broker(self) -> None:
@@ -275,9 +273,7 @@ class Writer:
             return
         backlog, progressed_at = self._backlog(), time.monotonic()
         while not self._stopping and backlog > BULK_PAUSE_ABOVE:
-            with self._wake:
-                self._wake.wait_for(lambda: bool(self._events), BULK_PAUSE_SECONDS)
-            self._do_urgent()
+            self._do_events_within(BULK_PAUSE_SECONDS)
             now_backlog, now = self._backlog(), time.monotonic()
             if now_backlog < backlog:
                 progressed_at = now
@@ -285,6 +281,12 @@ class Writer:
                 self._backlog_ignored_until = now + BACKLOG_IGNORED_SECONDS
                 return
             backlog = now_backlog
+
+    def _do_events_within(self, seconds: float) -> None:
+        """Wait up to `seconds` for an event (or an urgent question), then do what is waiting."""
+        with self._wake:
+            self._wake.wait_for(lambda: bool(self._events), seconds)
+        self._do_urgent()
 
     def _do_urgent(self) -> None:
         while (event := self._next(wait=False, urgent_only=True)) is not None:
@@ -324,8 +326,8 @@ class Writer:
         for _ in mirror.poll_steps(devices, homes, account):
             if mirror.polled and not self._events_open:
                 self._open_for_events()  # the Points are known: held events find theirs
-            if mirror.polled and self._on_first_poll is not None:
-                first_poll, self._on_first_poll = self._on_first_poll, None
+            if mirror.polled and (first_poll := self._on_first_poll) is not None:
+                self._on_first_poll = None
                 first_poll()
             yield
         self._status.account_size(len(mirror.devices), len(mirror.homes))
