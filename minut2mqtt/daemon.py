@@ -48,7 +48,7 @@ class Daemon:
         settings: Settings,
         *,
         on_change: Callable[[str, str], None] | None = None,
-        on_first_poll: Callable[[], None] | None = None,
+        on_long_lived: Callable[[], None] | None = None,
     ):
         self.settings = settings
         minut_settings, mqtt = settings.minut, settings.mqtt
@@ -107,7 +107,7 @@ class Daemon:
             on_webhook_event_done=lambda event: self.accounts.note_delivered(event),
             backlog=lambda: self.publisher.queue_depth,
             events_in_flight=lambda: self.publisher.events_in_flight.hold_left(),
-            on_first_poll=on_first_poll,
+            on_long_lived=on_long_lived,
         )
         self.accounts: Accounts = Accounts(
             settings, self.writer, self.status, page_url=page_url(settings.webhook)
