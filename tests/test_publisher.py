@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 
 from brokers import MqttRecorder
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 from minut2mqtt.mqtt.pacer import COMING_SECONDS, EventsInFlight, Pacer
 from minut2mqtt.mqtt.publisher import MqttOptions, MqttPublisher
+from minut2mqtt.mqtt.trouble import SESSION_TAKEN_OVER, ConnectionTrouble
 
 
 class FakeClock:
@@ -98,3 +102,34 @@ def test_a_message_paho_cannot_send_does_not_stop_the_sender(broker, caplog):
         publisher.publish("sender-test/good", "fine", retain=False)
         recorder.wait_for_topic("sender-test/good")
     assert "sender-test/bad' cannot be encoded as UTF-8" in caplog.text
+
+
+def test_a_second_bridge_with_the_same_client_id_is_named_as_the_likely_cause(broker, caplog):
+    # Each connect takes the other's session: the broker closes the older connection at once.
+    with connected_publisher(broker, "twin"), connected_publisher(broker, "twin"):
+        deadline = time.monotonic() + 20
+        while "client id 'twin'" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert "another client is most likely connected with our client id 'twin'" in caplog.text
+    assert caplog.text.count("client id 'twin'") == 1, "said once, not at every reconnect"
+
+
+def test_a_bridge_alone_is_not_told_of_a_twin(broker, caplog):
+    with connected_publisher(broker, "alone"):
+        time.sleep(0.5)
+    assert "client id" not in caplog.text
+
+
+def test_only_connections_lost_soon_after_connecting_in_a_row_point_to_a_twin(caplog):
+    trouble = ConnectionTrouble("broker:1883", tls=False, client_id="twin")
+    for lasted in (1.0, 2.0, 60.0, 1.0, 2.0):  # a connection that lasted starts the count again
+        trouble.lost("Unspecified error", lasted)
+    assert "client id" not in caplog.text
+    trouble.lost("Unspecified error", 1.0)
+    assert "3 times in a row" in caplog.text
+
+
+def test_a_broker_that_says_session_taken_over_is_believed_at_once(caplog):
+    trouble = ConnectionTrouble("broker:1883", tls=False, client_id="twin")
+    trouble.lost(ReasonCode(PacketTypes.DISCONNECT, identifier=SESSION_TAKEN_OVER), 1.0)
+    assert "client id 'twin'" in caplog.text

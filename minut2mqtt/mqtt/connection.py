@@ -78,7 +78,10 @@ class BrokerConnection:
         self._replay_marker: bytes | None = None
         """The marker sent after subscribing on this connection, until it came back."""
         self._replay_deadline = 0.0
-        self._trouble = ConnectionTrouble(self.where, tls=options.tls_context is not None)
+        self._trouble = ConnectionTrouble(
+            self.where, tls=options.tls_context is not None, client_id=options.client_id
+        )
+        self._connected_at = 0.0
         self.client = self._new_client(self.protocol)
 
     @property
@@ -168,6 +171,7 @@ class BrokerConnection:
         # paho would send again what the lost connection left unacknowledged, under its own
         # ids; the owner's outbox holds all of it and sends it again under the rows' own ids.
         client.drop_out_messages()
+        self._connected_at = time.monotonic()
         self._listeners.session_started(flags.session_present, receive_maximum(properties))
         self.connected.set()
         self._listeners.changed()
@@ -241,6 +245,7 @@ class BrokerConnection:
             self.reconnects += 1
             self._trouble.forget_paho_error()
             log.warning("lost the MQTT broker (%s); reconnecting", reason_code)
+            self._trouble.lost(reason_code, time.monotonic() - self._connected_at)
         else:
             self._trouble.closed_before_accepting()
         self.connected.clear()

@@ -12,16 +12,25 @@ from .tls import describe_tls_error
 log = logging.getLogger("minut2mqtt.mqtt.publisher")
 
 KEPT = "retrying, messages are kept meanwhile"
+SHORT_LIVED_SECONDS = 10.0
+TAKEN_OVER_AFTER = 3
+"""Accepted connections in a row that lasted less than SHORT_LIVED_SECONDS: then the broker is
+most likely handing our session to another client with our client id, and back, each second."""
+SESSION_TAKEN_OVER = 142
+"""MQTT 5's reason code for it, from brokers that say so (Mosquitto 2.0 just closes)."""
 
 
 class ConnectionTrouble:
     """Logs a failure to connect once, not on every retry, until it changes or we connect."""
 
-    def __init__(self, where: str, *, tls: bool) -> None:
+    def __init__(self, where: str, *, tls: bool, client_id: str) -> None:
         self._where = where
         self._tls = tls
+        self._client_id = client_id
         self._reported: str | None = None
         self._last_paho_error: str | None = None
+        self._short_lived = 0
+        self._said_taken_over = False
 
     def connected(self) -> None:
         self._reported = None
@@ -44,6 +53,27 @@ class ConnectionTrouble:
                 "unreachable",
                 f"cannot reach the MQTT broker at {self._where}{reason} "
                 f"(check mqtt.host and mqtt.port); {KEPT}",
+            )
+
+    def lost(self, reason: object, lasted: float) -> None:
+        """An accepted connection ended after `lasted` seconds: say so if it keeps happening
+        soon after each connect (said once, until a connection lasts)."""
+        if lasted >= SHORT_LIVED_SECONDS:
+            self._short_lived, self._said_taken_over = 0, False
+            return
+        self._short_lived += 1
+        taken_over = getattr(reason, "value", None) == SESSION_TAKEN_OVER
+        if (taken_over or self._short_lived >= TAKEN_OVER_AFTER) and not self._said_taken_over:
+            self._said_taken_over = True
+            log.error(
+                "MQTT broker %s closed our connection soon after accepting it, %d times in a "
+                "row: another client is most likely connected with our client id %r (a second "
+                "minut2mqtt?), and the broker hands the session from one to the other. Give each "
+                "bridge its own mqtt.client_id (and base_topic and state_dir); %s",
+                self._where,
+                self._short_lived,
+                self._client_id,
+                KEPT,
             )
 
     def closed_before_accepting(self) -> None:
