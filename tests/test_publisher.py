@@ -105,13 +105,19 @@ def test_a_message_paho_cannot_send_does_not_stop_the_sender(broker, caplog):
 
 
 def test_a_second_bridge_with_the_same_client_id_is_named_as_the_likely_cause(broker, caplog):
+    def said_after_losses(losses: int) -> bool:
+        text = caplog.text
+        named = text.find("client id 'twin'")
+        return named >= 0 and text.count("lost the MQTT broker", named) >= losses
+
     # Each connect takes the other's session: the broker closes the older connection at once.
     with connected_publisher(broker, "twin"), connected_publisher(broker, "twin"):
-        deadline = time.monotonic() + 20
-        while "client id 'twin'" not in caplog.text and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30
+        while not said_after_losses(4) and time.monotonic() < deadline:
             time.sleep(0.1)
     assert "another client is most likely connected with our client id 'twin'" in caplog.text
-    assert caplog.text.count("client id 'twin'") == 1, "said once, not at every reconnect"
+    assert said_after_losses(4), "they went on taking each other's session"
+    assert caplog.text.count("client id 'twin'") <= 2, "each said it once, not at every reconnect"
 
 
 def test_a_bridge_alone_is_not_told_of_a_twin(broker, caplog):
