@@ -65,13 +65,18 @@ class ConnectionTrouble:
         taken_over = getattr(reason, "value", None) == SESSION_TAKEN_OVER
         if (taken_over or self._short_lived >= TAKEN_OVER_AFTER) and not self._said_taken_over:
             self._said_taken_over = True
+            what = (
+                "gave our session to another client"
+                if taken_over
+                else f"closed our connection soon after accepting it, {self._short_lived} times "
+                "in a row"
+            )
             log.error(
-                "MQTT broker %s closed our connection soon after accepting it, %d times in a "
-                "row: another client is most likely connected with our client id %r (a second "
-                "minut2mqtt?), and the broker hands the session from one to the other. Give each "
-                "bridge its own mqtt.client_id (and base_topic and state_dir); %s",
+                "MQTT broker %s %s: another client is most likely connected with our client id "
+                "%r (a second minut2mqtt?), and the broker hands the session from one to the "
+                "other. Give each bridge its own mqtt.client_id (and base_topic and state_dir); %s",
                 self._where,
-                self._short_lived,
+                what,
                 self._client_id,
                 KEPT,
             )
