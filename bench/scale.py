@@ -27,6 +27,7 @@ Needs Mosquitto (apt-get install mosquitto).
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import http.client
 import json
@@ -131,6 +132,9 @@ class Bridge:
             f"state_dir: {work_dir / 'state'}\nlog_level: INFO\n"
         )
         self.process: subprocess.Popen[bytes] | None = None
+        # A bridge left running would connect to the next run's broker (same port, same client
+        # id), and the two would take each other's session every second, spoiling that run.
+        atexit.register(self.kill)
 
     def start(self) -> None:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("MINUT2MQTT_")}
@@ -158,6 +162,11 @@ class Bridge:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=60)
         return time.monotonic() - started
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def cpu_seconds(self) -> float:
         assert self.process is not None
@@ -408,6 +417,8 @@ def main() -> int:
         help="after --: the bridge's own settings (--mqtt.messages_per_second 1000)",
     )
     args = parser.parse_args()
+    # killed (by `timeout`, say): unwind, so that the broker and the bridge stop too
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if find_mosquitto() is None:
         print("bench/scale.py needs Mosquitto (apt-get install mosquitto)", file=sys.stderr)
         return 2
