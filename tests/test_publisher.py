@@ -104,19 +104,21 @@ def test_a_message_paho_cannot_send_does_not_stop_the_sender(broker, caplog):
     assert "sender-test/bad' cannot be encoded as UTF-8" in caplog.text
 
 
-def test_a_second_bridge_with_the_same_client_id_is_named_as_the_likely_cause(broker, caplog):
-    def said_after_losses(losses: int) -> bool:
-        text = caplog.text
-        named = text.find("client id 'twin'")
-        return named >= 0 and text.count("lost the MQTT broker", named) >= losses
+def test_two_bridges_with_one_client_id_are_named_and_back_off(broker, caplog):
+    def losses() -> int:
+        return caplog.text.count("lost the MQTT broker")
 
     # Each connect takes the other's session: the broker closes the older connection at once.
     with connected_publisher(broker, "twin"), connected_publisher(broker, "twin"):
-        deadline = time.monotonic() + 30
-        while not said_after_losses(4) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 12
+        while "client id 'twin'" not in caplog.text and time.monotonic() < deadline:
             time.sleep(0.1)
-    assert "another client is most likely connected with our client id 'twin'" in caplog.text
-    assert said_after_losses(4), "they went on taking each other's session"
+        assert "another client is most likely connected with our client id 'twin'" in caplog.text
+        named_after = losses()
+        time.sleep(max(0.0, deadline - time.monotonic()))
+    # reconnecting after a second each time, they lost each other 12 times in those 12 s
+    assert losses() <= 8, "each waits longer after every short connection"
+    assert losses() > named_after, "they went on taking each other's session"
     assert caplog.text.count("client id 'twin'") <= 2, "each said it once, not at every reconnect"
 
 
@@ -133,6 +135,17 @@ def test_only_connections_lost_soon_after_connecting_in_a_row_point_to_a_twin(ca
     assert "client id" not in caplog.text
     trouble.lost("Unspecified error", 1.0)
     assert "3 times in a row" in caplog.text
+
+
+def test_each_short_connection_in_a_row_doubles_the_wait_before_the_next():
+    trouble = ConnectionTrouble("broker:1883", tls=False, client_id="twin")
+    waits = []
+    for _ in range(7):
+        trouble.lost("Unspecified error", 1.0)
+        waits.append(trouble.reconnect_delay)
+    assert waits == [1, 2, 4, 8, 16, 30, 30]
+    trouble.lost("Unspecified error", 60.0)
+    assert trouble.reconnect_delay == 1, "a connection that lasted: the next try comes at once"
 
 
 def test_a_broker_that_says_session_taken_over_is_believed_at_once(caplog):

@@ -28,7 +28,7 @@ from ..core.publishing import QOS
 from ..settings import MqttProtocol
 from .protocol import MqttOptions, connect, make_client, receive_maximum, refused_for_its_version
 from .session import SessionClient
-from .trouble import ConnectionTrouble
+from .trouble import RECONNECT_MAX_SECONDS, ConnectionTrouble
 
 log = logging.getLogger("minut2mqtt.mqtt.publisher")
 
@@ -246,6 +246,8 @@ class BrokerConnection:
             self._trouble.forget_paho_error()
             log.warning("lost the MQTT broker (%s); reconnecting", reason_code)
             self._trouble.lost(reason_code, time.monotonic() - self._connected_at)
+            # paho waits this long before its next try (and doubles it while tries fail)
+            client.reconnect_delay_set(self._trouble.reconnect_delay, RECONNECT_MAX_SECONDS)
         else:
             self._trouble.closed_before_accepting()
         self.connected.clear()

@@ -29,6 +29,7 @@ from ..core.publishing import QOS
 from ..settings import MqttProtocol
 from .outbox import DEFAULT_LIMIT
 from .session import SessionClient
+from .trouble import RECONNECT_MAX_SECONDS
 
 log = logging.getLogger("minut2mqtt.mqtt.publisher")
 
@@ -88,7 +89,7 @@ def make_client(
     if options.tls_context is not None:
         client.tls_set_context(options.tls_context)
     client.will_set(options.availability_topic, OFFLINE, qos=QOS, retain=True)
-    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    client.reconnect_delay_set(min_delay=1, max_delay=RECONNECT_MAX_SECONDS)
     client.max_inflight_messages_set(MAX_IN_FLIGHT)
     client.on_socket_open = send_small_packets_at_once
     return client

@@ -18,6 +18,7 @@ TAKEN_OVER_AFTER = 3
 most likely handing our session to another client with our client id, and back, each second."""
 SESSION_TAKEN_OVER = 142
 """MQTT 5's reason code for it, from brokers that say so (Mosquitto 2.0 just closes)."""
+RECONNECT_MAX_SECONDS = 30
 
 
 class ConnectionTrouble:
@@ -80,6 +81,15 @@ class ConnectionTrouble:
                 self._client_id,
                 KEPT,
             )
+
+    @property
+    def reconnect_delay(self) -> int:
+        """Seconds to wait before connecting again after losing an accepted connection: 1,
+        doubled for each further one in a row that ended soon after it began (up to
+        RECONNECT_MAX_SECONDS). Two bridges with one client id would otherwise take the session
+        from each other every second, each sending everything again each time."""
+        doublings = min(max(0, self._short_lived - 1), RECONNECT_MAX_SECONDS.bit_length())
+        return min(RECONNECT_MAX_SECONDS, 1 << doublings)
 
     def closed_before_accepting(self) -> None:
         """The connection ended before the broker accepted it: say what paho last logged."""
