@@ -61,8 +61,8 @@ def run_daemon(settings: Settings) -> int:
     from .daemon import Daemon, StartupError
 
     # What lives as long as the process (modules, settings, the Points and homes of the first
-    # poll, then the bookkeeping of what it published) is frozen out of the garbage collector's
-    # full passes: at 2,000 Points one took 80 ms, and no event moved meanwhile.
+    # poll, then the bookkeeping of what each account's first poll published) is frozen out of
+    # the garbage collector's full passes: at 2,000 Points one took 80 ms, and no event moved.
     daemon = Daemon(settings, on_long_lived=gc.freeze)
     stop_on_signals(daemon.request_stop)
     log.info("minut2mqtt %s starting", __version__)

@@ -168,6 +168,22 @@ def test_the_first_poll_announces_its_points_known_then_published_and_later_poll
     assert states_at_the_end >= len(devices)
 
 
+def test_every_accounts_first_poll_announces_once_it_is_published(publisher, status):
+    mirror = Mirror(publisher, TOPICS)
+    announced_with: list[int] = []
+    writer = Writer(
+        mirror, status, on_long_lived=lambda: announced_with.append(len(mirror.devices))
+    )
+    first = [parse_device({**DEVICE, "device_id": f"a{n}"}) for n in range(3)]
+    second = [parse_device({**DEVICE, "device_id": f"b{n}"}) for n in range(2)]
+    writer.apply_poll(first, [parse_home(HOME)], "first")
+    writer.apply_poll(second, [parse_home(HOME)], "second")
+    writer.apply_poll(first, [parse_home(HOME)], "first")
+    writer.apply_poll(second, [parse_home(HOME)], "second")
+    # the first poll's Points known, it published; the second account's published; then nothing
+    assert announced_with == [3, 3, 5]
+
+
 def test_republish_requests_waiting_together_are_one(writer, publisher):
     writer.apply_poll([parse_device(DEVICE)], [parse_home(HOME)])
     publisher.clear()

@@ -62,13 +62,16 @@ class Writer:
         """`on_webhook_event_done` hears (on the writer's thread) of each webhook event once its
         messages were handed over (or it was found published already); `backlog` tells how many
         messages wait for the broker (see BULK_PAUSE_ABOVE); `events_in_flight`, for how much longer
-        events are on their way to it (see BULK_HELD_AT_MOST); `on_long_lived`, twice in the
-        first poll, that what lives as long as the process was built: once its Points and homes
-        are known, and once it has published them (their configs' and states' bookkeeping)."""
+        events are on their way to it (see BULK_HELD_AT_MOST); `on_long_lived`, that what lives as
+        long as the process was built: once the first poll's Points and homes are known, and once
+        each account's first poll has published them (their configs' and states' bookkeeping)."""
         self._mirror = mirror
         self._backlog = backlog
         self._events_in_flight = events_in_flight
         self._on_long_lived = on_long_lived
+        self._points_known_pending = on_long_lived is not None
+        self._first_poll_published: set[str] = set()
+        """Accounts whose first poll was published and announced to `on_long_lived`."""
         self._backlog_ignored_until = 0.0
         self._stopping = False
         self._status = status
@@ -324,15 +327,16 @@ class Writer:
         if self._account_sizes.get(account) != counts:
             self._account_sizes[account] = counts
             log.info("Minut account%s: %d Points in %d homes", account and f" {account}", *counts)
-        announce = self._on_long_lived  # until the first poll's Points are known
+        announce = self._on_long_lived
         for _ in mirror.poll_steps(devices, homes, account):
             if mirror.polled and not self._events_open:
                 self._open_for_events()  # the Points are known: held events find theirs
-            if mirror.polled and (points_known := self._on_long_lived) is not None:
-                self._on_long_lived = None
-                points_known()
+            if mirror.polled and self._points_known_pending and announce is not None:
+                self._points_known_pending = False
+                announce()
             yield
-        if announce is not None and self._on_long_lived is None:  # the first poll: published
+        if announce is not None and account not in self._first_poll_published:
+            self._first_poll_published.add(account)
             announce()
         self._status.account_size(len(mirror.devices), len(mirror.homes))
 
