@@ -495,6 +495,23 @@ def test_each_lane_keeps_its_own_order():
     assert [row.payload for row in outbox.rows_after(0, 10, Lane.CONFIGS)] == [b"config"]
 
 
+def test_each_lane_finds_what_a_previous_run_left_and_what_came_since(tmp_path):
+    before = Outbox(tmp_path / "outbox.sqlite3")
+    before.append(EVENT_TOPIC, b"left event", retain=False)
+    before.append(STATE_TOPIC, b"left state", retain=True)
+    before.close()
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    [event] = outbox.rows_after(0, 10, Lane.EVENTS)
+    [state] = outbox.rows_after(0, 10, Lane.STATES)
+    assert (event.payload, state.payload) == (b"left event", b"left state")
+    assert outbox.rows_after(event.row_id, 10, Lane.EVENTS) == []
+    outbox.append(EVENT_TOPIC, b"new event", retain=False)
+    assert [row.payload for row in outbox.rows_after(event.row_id, 10, Lane.EVENTS)] == [
+        b"new event"
+    ]
+    assert outbox.rows_after(state.row_id, 10, Lane.STATES) == []
+
+
 def test_every_statement_finds_its_rows_through_an_index(tmp_path):
     """100,000 waiting rows cost each append, hand-out and delete O(log n), not a scan."""
     outbox = Outbox(tmp_path / "outbox.sqlite3")

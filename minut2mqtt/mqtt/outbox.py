@@ -135,6 +135,11 @@ class Outbox:
         except (OSError, sqlite3.Error) as error:
             reason = error.strerror if isinstance(error, OSError) else str(error)
             raise OutboxError(f"MQTT outbox {path}: cannot be opened ({reason})") from None
+        self._newest = dict.fromkeys(Lane, 0)
+        """Per lane, the id of the newest row written: rows_after need not look past it (the
+        sender asks after every acknowledgement, mostly with nothing new)."""
+        for lane, newest in self._db.execute("SELECT lane, MAX(id) FROM outbox GROUP BY lane"):
+            self._newest[Lane(lane)] = newest
         self.left_by_previous_run = self._count
         """Messages a previous run left unsent: they are the first rows, so they go first."""
         self.left_released: int = self._db.execute(
@@ -220,10 +225,11 @@ class Outbox:
             self._count -= superseded.rowcount
         if self._count >= self.limit:
             self._make_room()
-        self._db.execute(
+        inserted = self._db.execute(
             "INSERT INTO outbox (topic, payload, retain, lane) VALUES (?, ?, ?, ?)",
             (topic, payload, int(retain), int(chosen)),
         )
+        self._newest[chosen] = inserted.lastrowid or self._newest[chosen]
         self._count += 1
 
     def _remember_event(self, event_id: str) -> None:
@@ -317,6 +323,8 @@ class Outbox:
     def rows_after(self, row_id: int, limit: int, lane: Lane | None = None) -> list[OutboxRow]:
         """Up to `limit` rows (of `lane`, if given) newer than `row_id`, oldest first (0: from
         the start)."""
+        if lane is not None and self._newest[lane] <= row_id:
+            return []  # without the lock: a row written meanwhile wakes the sender again
         with self._lock:
             if lane is None:
                 query = "SELECT id, topic, payload, retain, released FROM outbox WHERE id > ?"
