@@ -219,12 +219,15 @@ def test_a_value_minut_refuses_is_answered_and_the_state_stays(
     assert failed["result"] == "failed" and "HTTP 400" in failed["reason"]
 
 
-def test_a_retained_command_is_not_carried_out(start_daemon, recorder, broker, account):
+def test_a_retained_command_is_not_carried_out_when_the_broker_replays_it(
+    start_daemon, recorder, broker, account, caplog
+):
     command(broker, ALARM_SET, "ARM_AWAY", retain=True)
     start_daemon()
     state_where(recorder, HOME_STATE, lambda doc: doc["controls"]["alarm"] == "disarmed")
     time.sleep(1)
     assert account.writes == []
+    assert f"clear this one: mosquitto_pub -r -n -t '{ALARM_SET}'" in caplog.text
     command(broker, ALARM_SET, "", retain=True)
 
 

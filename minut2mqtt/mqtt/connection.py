@@ -270,7 +270,13 @@ class BrokerConnection:
         for topic_filter, handler in self._subscriptions.items():
             if mqtt.topic_matches_sub(topic_filter, message.topic):
                 if message.retain and topic_filter in self._live_only:
-                    log.warning("ignored a retained message on %s", message.topic)
+                    log.warning(
+                        "ignored the retained message the broker keeps on %s: it would run "
+                        "again at every reconnect. Send commands without retain, and clear "
+                        "this one: mosquitto_pub -r -n -t '%s'",
+                        message.topic,
+                        message.topic,
+                    )
                     continue
                 try:
                     handler(message.topic, bytes(message.payload))
