@@ -87,3 +87,14 @@ def test_a_flood_of_commands_is_bounded_in_memory_and_counted():
     runner.run_pending()
     assert runner.results["refused"] == 1001 and minut.requests == []
     assert {a["reason"] for a in answers(publisher)} == {"1000000 bytes long: at most 256"}
+
+
+def test_bad_commands_are_all_answered_but_warned_of_once_saying_so(caplog):
+    runner, _, publisher = runner_on(raw_device(reactions=[dict(REACTION)]))
+    for value in (b"200", b"bad", b"300"):
+        runner.submit(TOPIC, value)
+        runner.run_pending()
+    assert [a["result"] for a in answers(publisher)] == ["refused"] * 3
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "more refused commands in the next 5 minutes are logged at debug level" in warnings[0]

@@ -54,9 +54,9 @@ BUDGET_PATIENCE_SECONDS = 15.0
 """A command that would wait longer than this for the request budget is refused, not queued:
 whoever sent it learns at once, rather than seeing it happen minutes later."""
 REFUSAL_LOG_SECONDS = 300.0
+"""The same kind of refusal is logged as a warning at most this often."""
 MAX_WAITING = 1000
 """Commands kept waiting at most (one per control): beyond, new ones are dropped and counted."""
-"""The same kind of refusal is logged as a warning at most this often."""
 
 
 class Budget(Protocol):
@@ -344,10 +344,14 @@ class CommandRunner:
             return
         log.log(
             logging.WARNING if first else logging.DEBUG,
-            "command on %s %s: %s",
+            "command on %s %s: %s%s",
             command.topic,
             result,
             reason,
+            f" (more {result} commands in the next {REFUSAL_LOG_SECONDS / 60:.0f} minutes are "
+            f"logged at debug level; every one is answered on the response topic)"
+            if first
+            else "",
         )
 
 
