@@ -80,8 +80,22 @@ def test_every_bad_key_is_named_in_one_message(tmp_path):
         load_settings(config)
     message = str(caught.value)
     assert "mqtt.port" in message and "greater than or equal to 1" in message
-    assert "mqtt.hots: unknown key" in message
+    assert "mqtt.hots: unknown key (did you mean mqtt.host?)" in message
     assert "minut.poll_interval" in message
+
+
+def test_a_bad_key_from_the_environment_names_its_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINUT2MQTT_WEBHOOK__PROT", "9000")
+    monkeypatch.setenv("MINUT2MQTT_MQTT__PORT", "huge")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, "minut:\n  client_secert: x\n"))
+    message = str(caught.value)
+    assert (
+        "webhook.prot: unknown key (did you mean webhook.port?) (set by MINUT2MQTT_WEBHOOK__PROT)"
+        in message
+    )
+    assert "mqtt.port: " in message and "(set by MINUT2MQTT_MQTT__PORT)" in message
+    assert "minut.client_secert: unknown key (did you mean minut.client_secret?)" in message
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -153,15 +155,34 @@ def _describe(error: ValidationError, config_file: Path | None) -> str:
         key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
         reason = problem["msg"]
         if problem["type"] == "extra_forbidden":
-            reason = "unknown key (check the spelling)"
+            reason = _unknown_key(key)
         elif problem["type"] == "value_error":
             # Our own validators' messages say what is wrong and show the value themselves.
             reason = str(problem.get("ctx", {}).get("error", reason))
         elif "input" in problem and not isinstance(problem["input"], dict | SecretStr):
             shown = "***" if _looks_secret(key) else repr(problem["input"])
             reason = f"{reason}, got {shown}"
+        if (variable := _set_in_environment(key)) is not None:
+            reason = f"{reason} (set by {variable})"
         lines.append(f"  {key}: {reason}")
     return "\n".join(lines)
+
+
+def _unknown_key(dotted_key: str) -> str:
+    """Names the known key of the same section it most likely meant."""
+    section, _, name = dotted_key.rpartition(".")
+    siblings = {
+        key.rpartition(".")[2]: key for key, _ in leaf_fields() if key.rpartition(".")[0] == section
+    }
+    if close := difflib.get_close_matches(name, siblings, n=1, cutoff=0.7):
+        return f"unknown key (did you mean {siblings[close[0]]}?)"
+    return "unknown key (check the spelling)"
+
+
+def _set_in_environment(dotted_key: str) -> str | None:
+    """The environment variable that set the key, if one did (its name is in no file)."""
+    wanted = env_name(dotted_key)
+    return next((name for name in os.environ if name.upper() == wanted), None)
 
 
 def _looks_secret(key: str) -> bool:
