@@ -19,6 +19,7 @@ most likely handing our session to another client with our client id, and back, 
 SESSION_TAKEN_OVER = 142
 """MQTT 5's reason code for it, from brokers that say so (Mosquitto 2.0 just closes)."""
 RECONNECT_MAX_SECONDS = 30
+"""The longest wait between two tries to connect."""
 
 
 class ConnectionTrouble:
