@@ -69,7 +69,6 @@ class Writer:
         self._backlog = backlog
         self._events_in_flight = events_in_flight
         self._on_long_lived = on_long_lived
-        self._points_known_pending = on_long_lived is not None
         self._first_poll_published: set[str] = set()
         """Accounts whose first poll was published and announced to `on_long_lived`."""
         self._backlog_ignored_until = 0.0
@@ -328,11 +327,12 @@ class Writer:
             self._account_sizes[account] = counts
             log.info("Minut account%s: %d Points in %d homes", account and f" {account}", *counts)
         announce = self._on_long_lived
+        tells_which_exist = not mirror.polled  # the first poll: announced once its Points are known
         for _ in mirror.poll_steps(devices, homes, account):
             if mirror.polled and not self._events_open:
                 self._open_for_events()  # the Points are known: held events find theirs
-            if mirror.polled and self._points_known_pending and announce is not None:
-                self._points_known_pending = False
+            if mirror.polled and tells_which_exist and announce is not None:
+                tells_which_exist = False
                 announce()
             yield
         if announce is not None and account not in self._first_poll_published:
