@@ -31,6 +31,15 @@ def test_burst_then_rate():
     assert round(pacer.delay(), 3) == 0.02
 
 
+def test_a_batch_takes_a_token_per_message_and_gives_back_those_that_did_not_go():
+    clock = FakeClock()
+    pacer = Pacer(rate=100, burst=10, clock=clock)
+    assert pacer.delay(10) == 0.0
+    assert round(pacer.delay(10), 3) == 0.1  # ten more at 100 a second
+    pacer.refund(10)
+    assert round(pacer.delay(), 3) == 0.01
+
+
 def test_idle_time_refills_the_burst_but_not_beyond():
     clock = FakeClock()
     pacer = Pacer(rate=100, burst=10, clock=clock)
@@ -152,3 +161,29 @@ def test_a_broker_that_says_session_taken_over_is_believed_at_once(caplog):
     trouble = ConnectionTrouble("broker:1883", tls=False, client_id="twin")
     trouble.lost(ReasonCode(PacketTypes.DISCONNECT, identifier=SESSION_TAKEN_OVER), 1.0)
     assert "client id 'twin'" in caplog.text
+
+
+def test_bulk_lanes_keep_their_pace_when_they_send_in_batches(broker):
+    options = MqttOptions(
+        broker.host,
+        broker.port,
+        "pace-test",
+        "pace-test/availability",
+        messages_per_second=100,
+        burst=10,
+        protocol="3.1.1" if broker.kind == "amqtt" else "5",
+    )
+    publisher = MqttPublisher(options)
+    publisher.start()
+    try:
+        assert publisher.wait_connected(10)
+        with MqttRecorder(broker.host, broker.port, topics=["pace-test/config/#"]) as recorder:
+            for number in range(60):
+                publisher.publish(f"pace-test/config/{number}", b"{}", retain=True)
+            last = recorder.wait_for_topic("pace-test/config/59", 10)
+            first = recorder.wait_for_topic("pace-test/config/0", 1)
+        # a burst of 10, then 50 at 100 a second
+        assert 0.4 <= last.received_at - first.received_at < 1.5
+        assert [m.topic for m in recorder.messages] == [f"pace-test/config/{n}" for n in range(60)]
+    finally:
+        publisher.stop()

@@ -17,17 +17,18 @@ class Pacer:
         self._clock = clock
         self._last = clock()
 
-    def delay(self) -> float:
-        """Take one token; the seconds to wait before sending (0 when one was available)."""
+    def delay(self, messages: int = 1) -> float:
+        """Take a token per message; the seconds to wait before sending them (0 when there
+        were enough)."""
         now = self._clock()
         self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
         self._last = now
-        self._tokens -= 1
+        self._tokens -= messages
         return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
 
-    def refund(self) -> None:
-        """Give back the token of a message that did not go after all."""
-        self._tokens = min(self._burst, self._tokens + 1)
+    def refund(self, messages: int = 1) -> None:
+        """Give back the tokens of messages that did not go after all."""
+        self._tokens = min(self._burst, self._tokens + messages)
 
 
 COMING_SECONDS = 0.01

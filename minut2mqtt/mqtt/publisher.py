@@ -34,13 +34,12 @@ class MqttPublisher:
     """paho-mqtt 2.x, MQTT 5 or 3.1.1 (connection.py): retained messages at QoS 1, events at
     QoS 2, a persistent session, automatic reconnect, retained last will on availability.
 
-    publish() puts every message in the outbox (a file with `outbox_path`, so a restart while
-    the broker is away loses nothing) and a message leaves it only when the broker acknowledged
-    it. The sender thread hands rows to paho in order, only while connected, under packet ids
-    derived from their rows (session.py: a QoS 2 delivery resumes exactly once after a kill),
-    with at most MAX_IN_FLIGHT unacknowledged, and at `messages_per_second` after a burst: the
-    broker acks a publish at once, but hands it on to each subscriber only as fast as that one
-    reads, and Mosquitto drops what a subscriber has not read beyond 1000 queued messages.
+    publish() puts every message in the outbox (a file with `outbox_path`: a restart while the
+    broker is away loses nothing); it leaves the outbox when the broker acknowledged it. The
+    sender hands rows to paho in order while connected, under packet ids derived from their rows
+    (session.py: a QoS 2 delivery resumes exactly once after a kill), MAX_IN_FLIGHT at most
+    unacknowledged, at `messages_per_second` after a burst: the broker hands a message on to
+    each subscriber only as fast as that one reads, and drops what it queued beyond its bound.
     """
 
     def __init__(
@@ -67,8 +66,10 @@ class MqttPublisher:
         self.events_in_flight = EventsInFlight()
         """Bulk work, here and in the writer, holds back while events are on their way."""
         self._sender = threading.Thread(target=self._run_sender, name="mqtt-sender", daemon=True)
-        # What the sender waits for, guarded by `_wake`: every change adds to `_signals`.
-        self._wake = threading.Condition()
+        # What the sender waits for, guarded by `_wake`: every change adds to `_signals`; while
+        # it waits for a bulk lane's pace, only an event (`_event_came`).
+        self._wake = threading.Condition(wake_lock := threading.RLock())
+        self._event_came = threading.Condition(wake_lock)
         self._signals = 0
         self._in_flight: dict[int, int] = {}
         """Packet id → outbox row, for rows handed to paho on this connection, not acknowledged."""
@@ -186,9 +187,10 @@ class MqttPublisher:
             return
         if lane_of(retain, lane) == Lane.EVENTS:
             self.events_in_flight.arrived()
-            with self._wake:  # wakes a sender waiting for a bulk lane's pace
+            with self._wake:
                 self._events_appended += 1
                 self._signal()
+                self._event_came.notify_all()
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -259,7 +261,7 @@ class MqttPublisher:
                 outbox.delete(delivered)
             if current_generation != generation:
                 # A new connection: what the last one left unacknowledged goes again, in order,
-                # under the same packet ids (see _session_started).
+                # under the same packet ids (see _session_started)
                 generation = current_generation
                 handed_through = dict.fromkeys(Lane, 0)
             if stop_at is not None and (
@@ -277,11 +279,12 @@ class MqttPublisher:
                 continue
             if lane != Lane.EVENTS:
                 bulk_held_since = None
-            for row in batch:
-                wait = self._pacers[lane].delay()
-                if wait > 0 and self._event_within(wait, events_seen, lane):
-                    self._pacers[lane].refund()
-                    break  # an event came while this lane waited for its pace: it goes first
+            pacer = self._pacers[lane]
+            wait = pacer.delay(len(batch))  # one wait per batch: a tenth of the wake-ups
+            if wait > 0 and self._event_within(wait, events_seen):
+                pacer.refund(len(batch))
+                continue  # an event came while this lane waited for its pace: look again
+            for taken, row in enumerate(batch, start=1):
                 try:
                     handed = self._hand_to_paho(row, generation)
                 except Exception:  # one bad message must not stop every later one
@@ -290,12 +293,13 @@ class MqttPublisher:
                     handed_through[lane] = row.row_id
                     continue
                 if not handed:
+                    pacer.refund(len(batch) - taken + 1)
                     break  # the connection changed, or the packet id is busy: look again
                 handed_through[lane] = row.row_id
-                if lane != Lane.EVENTS and self._events_appended != events_seen:
-                    break  # an event came: it goes before the rest of this batch
-                if self._stop_at is not None and time.monotonic() >= self._stop_at:
-                    break
+                event_came = lane != Lane.EVENTS and self._events_appended != events_seen
+                if event_came or (self._stop_at and time.monotonic() >= self._stop_at):
+                    pacer.refund(len(batch) - taken)
+                    break  # an event goes before the rest of this batch
 
     def _next_batch(
         self, outbox: Outbox, handed_through: dict[Lane, int], room: int, bulk_may_go: bool
@@ -312,13 +316,10 @@ class MqttPublisher:
                     return lane, rows
         return Lane.EVENTS, []
 
-    def _event_within(self, seconds: float, events_seen: int, lane: Lane) -> bool:
-        """Wait `seconds` (the lane's pace); for a bulk lane, True as soon as an event came."""
-        if lane == Lane.EVENTS:
-            time.sleep(seconds)
-            return False
-        with self._wake:
-            return self._wake.wait_for(lambda: self._events_appended != events_seen, seconds)
+    def _event_within(self, seconds: float, events_seen: int) -> bool:
+        """Wait `seconds` (a lane's pace); True as soon as an event came (it may go first)."""
+        with self._event_came:
+            return self._event_came.wait_for(lambda: self._events_appended != events_seen, seconds)
 
     def _wait_for_signal_after(self, signals_seen: int, timeout: float = 1.0) -> None:
         with self._wake:
@@ -356,11 +357,8 @@ class MqttPublisher:
         to it, and what the last one left is handed again (it was dropped from paho)."""
         outbox = self._outbox
         with self._handoff:
-            if (
-                not session_present
-                and outbox is not None
-                and (forgotten := outbox.forget_releases())
-            ):
+            forgotten = 0 if session_present or outbox is None else outbox.forget_releases()
+            if forgotten:
                 log.warning(
                     "MQTT broker %s lost our session: %d events it had taken in are sent again "
                     "(a subscriber may get some twice)",
@@ -386,12 +384,16 @@ class MqttPublisher:
             outbox.mark_released(row_id)
 
     def _acknowledged(self, packet_id: int) -> None:
+        """The sender deletes the row on its next round, woken only if it may wait for the room
+        this leaves or for the last one (not once per message: an outbox transaction each)."""
         with self._wake:
+            window_was_full = len(self._in_flight) >= self._room - EVENT_ROOM
             row_id = self._in_flight.pop(packet_id, None)
             self.events_in_flight.landed(packet_id)
             if row_id is not None:
                 self._delivered.append(row_id)
-            self._signal()
+            if window_was_full or not self._in_flight or self._stop_at is not None:
+                self._signal()
 
     def _changed(self) -> None:
         with self._wake:
