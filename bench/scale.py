@@ -14,7 +14,8 @@ before and after (other work on the machine slows every figure: rerun when it wa
   the bridge's CPU seconds meanwhile;
 - the latency of `alarm_heard` events delivered to the bridge's webhook at 100/s during that
   start-up burst, and again on the idle bridge (from the POST to a subscriber of the event
-  topics, in a process of its own);
+  topics, in a process of its own), with the bridge's CPU time per event on the idle bridge
+  (the polls meanwhile taken out);
 - CPU seconds per poll cycle and messages published per cycle once nothing changes;
 - the bridge's peak resident memory; API requests per minute and 429s; seconds to exit on
   SIGTERM;
@@ -353,7 +354,11 @@ def run(
             result["poll_cpu_s"] = round((bridge.cpu_seconds() - cpu_before) / cycles, 3)
             result["poll_messages"] = round(subscriber.total / cycles, 1)
             result["polls"] = cycles
+            cpu_before, polls_before = bridge.cpu_seconds(), polls_done(bridge.webhook_port)
             result["idle_events"] = latencies(probes.submit(deliver_events, *probe_args).result())
+            polls = polls_done(bridge.webhook_port) - polls_before
+            event_cpu = bridge.cpu_seconds() - cpu_before - polls * result["poll_cpu_s"]
+            result["event_cpu_ms"] = round(event_cpu / options.events * 1000, 2)
             probes.shutdown()
             result["peak_rss_mb"] = round(bridge.peak_rss_mb())
             minutes = (time.monotonic() - started) / 60
@@ -389,7 +394,7 @@ def run(
         f"{result['messages']} messages ({result['configs']} configs, {result['states']} "
         f"states), {result['converge_cpu_s']} CPU s\n"
         f"  events in burst:    {result['burst_events']}\n"
-        f"  events when idle:   {result['idle_events']}\n"
+        f"  events when idle:   {result['idle_events']}, {result['event_cpu_ms']} CPU ms each\n"
         f"  steady poll cycle:  {result['poll_cpu_s']} CPU s, {result['poll_messages']} messages"
         f" ({result['polls']} polls measured)\n"
         f"  peak RSS:           {result['peak_rss_mb']} MB\n"
