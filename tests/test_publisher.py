@@ -177,13 +177,13 @@ def test_bulk_lanes_keep_their_pace_when_they_send_in_batches(broker):
     publisher.start()
     try:
         assert publisher.wait_connected(10)
-        with MqttRecorder(broker.host, broker.port, topics=["pace-test/config/#"]) as recorder:
+        with MqttRecorder(broker.host, broker.port, topics=["pace-test/state/#"]) as recorder:
             for number in range(60):
-                publisher.publish(f"pace-test/config/{number}", b"{}", retain=True)
-            last = recorder.wait_for_topic("pace-test/config/59", 10)
-            first = recorder.wait_for_topic("pace-test/config/0", 1)
+                publisher.publish(f"pace-test/state/{number}", b"{}", retain=True)
+            last = recorder.wait_for_topic("pace-test/state/59", 10)
+            first = recorder.wait_for_topic("pace-test/state/0", 1)
         # a burst of 10, then 50 at 100 a second
         assert 0.4 <= last.received_at - first.received_at < 1.5
-        assert [m.topic for m in recorder.messages] == [f"pace-test/config/{n}" for n in range(60)]
+        assert [m.topic for m in recorder.messages] == [f"pace-test/state/{n}" for n in range(60)]
     finally:
         publisher.stop()

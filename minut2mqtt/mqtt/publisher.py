@@ -299,7 +299,7 @@ class MqttPublisher:
                 event_came = lane != Lane.EVENTS and self._events_appended != events_seen
                 if event_came or (self._stop_at and time.monotonic() >= self._stop_at):
                     pacer.refund(len(batch) - taken)
-                    break  # an event goes before the rest of this batch
+                    break  # an event goes before the rest of this batch, or it is time to stop
 
     def _next_batch(
         self, outbox: Outbox, handed_through: dict[Lane, int], room: int, bulk_may_go: bool
