@@ -284,22 +284,22 @@ class MqttPublisher:
             if wait > 0 and self._event_within(wait, events_seen):
                 pacer.refund(len(batch))
                 continue  # an event came while this lane waited for its pace: look again
-            for taken, row in enumerate(batch, start=1):
+            unsent = len(batch)  # what is left of the batch gives its places of the pace back
+            for row in batch:
                 try:
                     handed = self._hand_to_paho(row, generation)
                 except Exception:  # one bad message must not stop every later one
                     log.exception("MQTT message to %s could not be sent: dropped", row.topic)
                     outbox.delete([row.row_id])
-                    handed_through[lane] = row.row_id
-                    continue
+                    handed = True  # dropped: the rest of the batch comes after it
                 if not handed:
-                    pacer.refund(len(batch) - taken + 1)
                     break  # the connection changed, or the packet id is busy: look again
+                unsent -= 1
                 handed_through[lane] = row.row_id
-                event_came = lane != Lane.EVENTS and self._events_appended != events_seen
-                if event_came or (self._stop_at and time.monotonic() >= self._stop_at):
-                    pacer.refund(len(batch) - taken)
+                stopping = self._stop_at is not None and time.monotonic() >= self._stop_at
+                if stopping or (lane != Lane.EVENTS and self._events_appended != events_seen):
                     break  # an event goes before the rest of this batch, or it is time to stop
+            pacer.refund(unsent)
 
     def _next_batch(
         self, outbox: Outbox, handed_through: dict[Lane, int], room: int, bulk_may_go: bool
