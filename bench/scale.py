@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import gc
 import http.client
 import json
@@ -169,17 +170,65 @@ class Bridge:
             self.process.kill()
             self.process.wait()
 
-    def cpu_seconds(self) -> float:
+    def processes(self) -> list[int]:
+        """The bridge's process and its children (the event process, with
+        `webhook.event_process`)."""
         assert self.process is not None
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        main = self.process.pid
+        children = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == main:
+                    children.append(int(entry.name))
+        return [main, *children]
+
+    def cpu_seconds(self) -> float:
+        """Of the bridge's process and its children."""
+        total = 0
+        for pid in self.processes():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_mb(self) -> float:
+        """The main process's peak resident memory."""
         assert self.process is not None
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return _status_mb(self.process.pid, "VmHWM")
+
+    def children_memory_mb(self) -> tuple[float, float, float]:
+        """The children's peak resident memory, what of it is their own (not shared with the
+        main process: a forked child shares the code loaded before), and the whole family's
+        proportional share (PSS: each shared page counted once, split between its users)."""
+        peak = own = 0.0
+        pss = 0.0
+        for index, pid in enumerate(self.processes()):
+            rollup = _rollup_kb(pid)
+            pss += rollup.get("Pss", 0) / 1024
+            if index:
+                peak += _status_mb(pid, "VmHWM")
+                own += (rollup.get("Private_Clean", 0) + rollup.get("Private_Dirty", 0)) / 1024
+        return peak, own, pss
+
+
+def _status_mb(pid: int, key: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _rollup_kb(pid: int) -> dict[str, int]:
+    values = {}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+            name, value, *_ = line.split()
+            values[name.rstrip(":")] = int(value)
+    return values
 
 
 def account_of(points: int, per_home: int) -> SimulatedAccount:
@@ -361,6 +410,10 @@ def run(
             result["event_cpu_ms"] = round(event_cpu / options.events * 1000, 2)
             probes.shutdown()
             result["peak_rss_mb"] = round(bridge.peak_rss_mb())
+            child_peak, child_own, family_pss = bridge.children_memory_mb()
+            result["child_peak_rss_mb"] = round(child_peak)
+            result["child_private_mb"] = round(child_own)
+            result["family_pss_mb"] = round(family_pss)
             minutes = (time.monotonic() - started) / 60
             statuses = Counter(status for _, _, status in account.requests)
             result["requests_per_min"] = round(sum(statuses.values()) / minutes)
@@ -397,8 +450,14 @@ def run(
         f"  events when idle:   {result['idle_events']}, {result['event_cpu_ms']} CPU ms each\n"
         f"  steady poll cycle:  {result['poll_cpu_s']} CPU s, {result['poll_messages']} messages"
         f" ({result['polls']} polls measured)\n"
-        f"  peak RSS:           {result['peak_rss_mb']} MB\n"
-        f"  API:                {result['requests_per_min']} requests/min, "
+        f"  peak RSS:           {result['peak_rss_mb']} MB"
+        + (
+            f"; event process {result['child_peak_rss_mb']} MB, of it its own "
+            f"{result['child_private_mb']} MB; PSS of both {result['family_pss_mb']} MB\n"
+            if result["child_peak_rss_mb"]
+            else "\n"
+        )
+        + f"  API:                {result['requests_per_min']} requests/min, "
         f"{result['answered_429']} answered 429\n"
         f"  SIGTERM:            {result['sigterm_s']} s to exit\n"
         f"  restart, no change: {restart}",

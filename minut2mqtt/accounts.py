@@ -33,7 +33,13 @@ from .minut.user_tokens import AuthorizationCodeTokens
 from .runtime.catch_up import CatchUp
 from .runtime.poller import Poller
 from .runtime.writer import Writer
-from .settings import CONNECTED_PREFIX, DEFAULT_ACCOUNT, AccountConfig, Settings
+from .settings import (
+    CONNECTED_PREFIX,
+    DEFAULT_ACCOUNT,
+    AccountConfig,
+    Settings,
+    account_in_webhook_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +76,18 @@ class Accounts:
     """Every account the bridge reads; safe to use from any thread."""
 
     def __init__(
-        self, settings: Settings, writer: Writer, status: StatusBoard, *, page_url: str
+        self,
+        settings: Settings,
+        writer: Writer,
+        status: StatusBoard,
+        *,
+        page_url: str,
+        on_pulled: Callable[[list[Event]], None] | None = None,
     ) -> None:
+        """`on_pulled`: where the events each catch-up pulled go (the writer's by default)."""
         self._settings = settings
         self._writer = writer
+        self._on_pulled = on_pulled or writer.submit_pulled
         self._status = status
         self._page_url = page_url
         self._lock = threading.Lock()
@@ -131,7 +145,7 @@ class Accounts:
 
     def account_of_path(self, part: str | None) -> str | None:
         """The account a delivery to `/webhook/<secret>[/<part>]` is for; None: no such one."""
-        name = DEFAULT_ACCOUNT if part is None or part == DEFAULT_ACCOUNT else part
+        name = account_in_webhook_path(part)
         return name if self.get(name) is not None else None
 
     def hook(self, name: str) -> HookCredentials | None:
@@ -236,7 +250,7 @@ class Accounts:
         puller = EventPuller(client)
         catch_up = CatchUp(
             puller,
-            self._writer.submit_pulled,
+            self._on_pulled,
             board,
             state_dir=state_dir,
             silence=minut.pull_events_after_silence,

@@ -74,7 +74,7 @@ def run_daemon(settings: Settings) -> int:
     gc.freeze()
     daemon.wait()
     daemon.stop()
-    return 0
+    return 1 if daemon.failed else 0
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -4,21 +4,32 @@ them. It holds no logic of its own; docs/architecture.md shows the parts and the
 from __future__ import annotations
 
 import logging
+import secrets
 import sys
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+
+from flask import Flask
 
 from .accounts import Accounts, MinutAccount
 from .core.control_configs import Controls
 from .core.mirror import Mirror
 from .core.status import Probes, StatusBoard
 from .core.topics import Topics
+from .event_process import (
+    Delivered,
+    EventProcess,
+    EventProcessError,
+    EventProcessOptions,
+    Hooks,
+    MainSide,
+)
 from .minut.client import MinutClient
 from .minut.models import Event, HookCredentials
 from .mqtt.outbox import OutboxError
-from .mqtt.publisher import MqttOptions, MqttPublisher
-from .mqtt.tls import tls_context
+from .mqtt.protocol import options_of
+from .mqtt.publisher import MqttPublisher
 from .runtime.commands import CommandRunner
 from .runtime.guests import GuestReader
 from .runtime.housekeeping import Housekeeping
@@ -27,6 +38,7 @@ from .runtime.writer import Writer
 from .settings import Settings
 from .storage import webhook_secret
 from .web.app import create_app
+from .web.forwarding import ForwardedOnly
 from .web.intake import WEBHOOK_PREFIX, WebhookIntake
 from .web.page import PageOptions, account_view, local_host_name, page_url
 from .web.server import BackgroundServer
@@ -57,20 +69,11 @@ class Daemon:
         controls = settings.controls
         command_filters = self.topics.command_filters if controls.enabled else ()
         self.publisher = MqttPublisher(
-            MqttOptions(
-                host=mqtt.host,
-                port=mqtt.port,
+            options_of(
+                mqtt,
                 client_id=mqtt.client_id,
                 availability_topic=self.topics.bridge_availability,
-                username=mqtt.username,
-                password=mqtt.password.get_secret_value() if mqtt.password else None,
-                keepalive=mqtt.keepalive,
-                tls_context=tls_context(mqtt.tls),
-                messages_per_second=mqtt.messages_per_second,
                 outbox_path=settings.state_dir / OUTBOX_FILE,
-                outbox_limit=mqtt.outbox_limit,
-                protocol=mqtt.protocol,
-                session_expiry=mqtt.session_expiry,
                 replay_marker_topic=self.topics.bridge_replayed,
             ),
             on_connected=self._broker_connected,
@@ -99,6 +102,7 @@ class Daemon:
             if controls.enabled
             else None,
             guests=controls.guests_interval > 0,
+            events_published_elsewhere=settings.webhook.event_process,
             on_change=on_change,
         )
         self.writer: Writer = Writer(
@@ -110,7 +114,11 @@ class Daemon:
             on_long_lived=on_long_lived,
         )
         self.accounts: Accounts = Accounts(
-            settings, self.writer, self.status, page_url=page_url(settings.webhook)
+            settings,
+            self.writer,
+            self.status,
+            page_url=page_url(settings.webhook),
+            on_pulled=self._pulled,
         )
         """Every Minut account, each with its client, poller, catch-up and webhook; commands
         find the client of a home or Point with `accounts.client_for_home(home_id)`."""
@@ -129,6 +137,9 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._web_server: BackgroundServer | None = None
+        self._event_process: EventProcess | None = None
+        self.failed = False
+        """The daemon stopped because a part of it ended (`minut2mqtt run` exits with 1)."""
         self.webhook_path = ""
         self.webhook_port: int | None = None
 
@@ -181,17 +192,10 @@ class Daemon:
             page=self._page_options(),
         )
         try:
-            self._web_server = BackgroundServer(app, webhook.host, webhook.port, ident="web")
-        except OSError as error:
-            raise StartupError(
-                f"webhook.host/webhook.port {webhook.host}:{webhook.port}: cannot listen there "
-                f"({error.strerror})"
-            ) from None
-        self.webhook_port = self._web_server.port
-        try:
+            self._listen(app, secret)
             self.publisher.start(before_connecting=self._remember_what_was_published)
-        except OutboxError as error:
-            self._web_server.stop()
+        except (OutboxError, EventProcessError) as error:
+            self._stop_listening()
             raise StartupError(str(error)) from None
         log.info(
             "webhook listener on http://%s:%d/webhook/<secret> (secret kept in %s)",
@@ -200,6 +204,7 @@ class Daemon:
             "the configuration" if webhook.secret else state_dir,
         )
         self.writer.start()
+        assert self._web_server is not None
         self._web_server.start()
         self.accounts.start(f"{WEBHOOK_PREFIX}{secret}", self.publisher.wait_connected)
         self.webhook_path = self.accounts.webhook_path(self.first_account.name)
@@ -212,8 +217,7 @@ class Daemon:
     def stop(self) -> None:
         """Stop listening and polling, publish what is queued, then tell MQTT we are offline."""
         self._stop.set()
-        if self._web_server is not None:
-            self._web_server.stop()
+        self._stop_listening()
         self.accounts.stop()
         self.housekeeping.stop()
         self.commands.stop()
@@ -238,11 +242,83 @@ class Daemon:
         thread.start()
         self._threads.append(thread)
 
+    def _listen(self, app: Flask, secret: str) -> None:
+        """On the webhook port: the whole app, or the event process, which hands everything but
+        deliveries to the app on a loopback port of its own."""
+        webhook = self.settings.webhook
+        if not webhook.event_process:
+            try:
+                self._web_server = BackgroundServer(app, webhook.host, webhook.port, ident="web")
+            except OSError as error:
+                raise StartupError(
+                    f"webhook.host/webhook.port {webhook.host}:{webhook.port}: cannot listen "
+                    f"there ({error.strerror})"
+                ) from None
+            self.webhook_port = self._web_server.port
+            return
+        token = secrets.token_urlsafe(32)
+        self._web_server = BackgroundServer(
+            ForwardedOnly(app, token), "127.0.0.1", 0, ident="web-inner"
+        )
+        self._event_process = EventProcess(
+            EventProcessOptions(
+                mqtt=self.settings.mqtt,
+                webhook=webhook,
+                state_dir=self.settings.state_dir,
+                log_level=self.settings.log_level,
+                log_format=self.settings.log_format,
+                secret=secret,
+                inner_port=self._web_server.port,
+                forward_token=token,
+                hooks=self._hooks(),
+            ),
+            MainSide(
+                delivered=self._delivered_to_event_process,
+                pulled_published=self.writer.submit_pulled,
+                answered=self.status.delivery_answered,
+                refused=self._delivery_refused,
+                hooks=self._hooks,
+                lost=self._part_ended,
+            ),
+        )
+        self.webhook_port = self._event_process.start()
+
+    def _stop_listening(self) -> None:
+        if self._event_process is not None:
+            self._event_process.stop()
+        if self._web_server is not None:
+            self._web_server.stop()
+
     def _remember_what_was_published(self) -> None:
         """Kept with the outbox's messages: a redelivery after a restart is not published
         again, and a config the broker holds is not sent to it again."""
-        self.writer.remember_published(self.publisher.published_event_ids())
+        published = self.publisher.published_event_ids()
+        if self._event_process is not None:
+            self._event_process.published_before(published)
+        self.writer.remember_published(published)
         self.writer.remember_configs(self.publisher.held_configs())
+
+    def _hooks(self) -> Hooks:
+        return {account.name: account.hook for account in self.accounts}
+
+    def _pulled(self, events: list[Event]) -> None:
+        """From a catch-up thread: the one publisher of events publishes them."""
+        if self._event_process is not None:
+            self._event_process.publish_pulled(events)
+        else:
+            self.writer.submit_pulled(events)
+
+    def _delivered_to_event_process(self, delivered: Delivered) -> None:
+        """The event process published a delivery's event (unless it had before)."""
+        self.accounts.webhook_received(delivered.account)
+        if delivered.new:
+            self.writer.submit_event(delivered.event)
+        else:
+            self.accounts.note_delivered(delivered.event)
+
+    def _part_ended(self) -> None:
+        self.failed = True
+        self.request_stop()
 
     def _webhook_event(self, account: str, event: Event) -> None:
         """From a web thread: note the delivery, queue the event (the answer goes at once)."""

@@ -200,7 +200,15 @@ class EventStream:
 class BridgeProcess:
     """The bridge as users run it, `python -m minut2mqtt run`, with its own state directory."""
 
-    def __init__(self, work_dir: Path, api_port: int, broker_port: int, public_port: int):
+    def __init__(
+        self,
+        work_dir: Path,
+        api_port: int,
+        broker_port: int,
+        public_port: int,
+        *,
+        event_process: bool = False,
+    ):
         self.webhook_port = random_free_port()
         self.log_path = work_dir / "bridge.log"
         self.config_path = work_dir / "bridge.yaml"
@@ -210,6 +218,7 @@ class BridgeProcess:
             f"mqtt:\n  host: 127.0.0.1\n  port: {broker_port}\n  keepalive: 5\n"
             f"webhook:\n  host: 127.0.0.1\n  port: {self.webhook_port}\n"
             f"  public_url: http://127.0.0.1:{public_port}\n"
+            f"  event_process: {str(event_process).lower()}\n"
             f"state_dir: {work_dir / 'state'}\nlog_level: DEBUG\n"
         )
         self._process: subprocess.Popen[bytes] | None = None
@@ -277,7 +286,9 @@ def mosquitto_available() -> bool:
 
 
 @contextmanager
-def rig(work_dir: Path, events_per_second: float = 10.0, points: int = 6) -> Iterator[Rig]:
+def rig(
+    work_dir: Path, events_per_second: float = 10.0, points: int = 6, *, event_process: bool = False
+) -> Iterator[Rig]:
     """Everything running and the first poll done; torn down afterwards."""
     account = SimulatedAccount(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
     for home in range(2):
@@ -298,7 +309,9 @@ def rig(work_dir: Path, events_per_second: float = 10.0, points: int = 6) -> Ite
     with SimulatorServer(account, host="127.0.0.1", port=0) as simulator:
         api_link = FaultyLink(simulator.port)
         webhook_link = FaultyLink(0)
-        bridge = BridgeProcess(work_dir, api_link.port, broker.port, webhook_link.port)
+        bridge = BridgeProcess(
+            work_dir, api_link.port, broker.port, webhook_link.port, event_process=event_process
+        )
         webhook_link.target_port = bridge.webhook_port
         counter = EventCounter(broker.host, broker.port)
         stream = EventStream(account, events_per_second)

@@ -131,10 +131,11 @@ def event_ids(recorder: MqttRecorder, topic: str) -> list[str]:
     ]
 
 
+@pytest.mark.parametrize("event_process", [False, True], ids=["one process", "event process"])
 def test_both_accounts_are_read_each_with_its_own_webhook_path_status_and_budget(
-    start_bridge, recorder, account_a, account_b, tmp_path
+    start_bridge, recorder, account_a, account_b, tmp_path, event_process
 ):
-    daemon = start_bridge()
+    daemon = start_bridge(**{"webhook.event_process": event_process})
     state_of(recorder, "minut2mqtt/device/dev-a/state", temperature_is(20.0))
     state_of(recorder, "minut2mqtt/device/dev-b/state", temperature_is(20.0))
     # Each account registered its own hook, at a path that says whose deliveries it gets.
@@ -263,8 +264,11 @@ def test_each_account_keeps_its_own_event_cursor(
     assert event_ids(recorder, "minut2mqtt/device/dev-b/event") == [missed["id"]]
 
 
-def test_a_delivery_for_an_account_the_bridge_does_not_read_is_refused(start_bridge, account_a):
-    daemon = start_bridge()
+@pytest.mark.parametrize("event_process", [False, True], ids=["one process", "event process"])
+def test_a_delivery_for_an_account_the_bridge_does_not_read_is_refused(
+    start_bridge, account_a, event_process
+):
+    daemon = start_bridge(**{"webhook.event_process": event_process})
     url = f"http://127.0.0.1:{daemon.webhook_port}/webhook/{PATH_SECRET}/nobody"
     answer = requests.post(url, json={"event": {"id": "x", "type": "alarm_heard"}}, timeout=10)
     assert answer.status_code == 404

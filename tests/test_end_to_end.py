@@ -9,6 +9,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import paho.mqtt.publish as publish
+import pytest
 import requests
 from brokers import MqttRecorder
 from conftest import WEBHOOK_SECRET, webhook_url
@@ -88,8 +89,11 @@ def test_states_and_discovery_match_the_simulator(start_daemon, recorder, broker
     assert "homeassistant/binary_sensor/minut2mqtt_home_home1/disturbance/config" in snapshot
 
 
-def test_webhook_event_reaches_event_topic_and_flips_binary_state(start_daemon, recorder, account):
-    start_daemon()
+@pytest.mark.parametrize("event_process", [False, True], ids=["one process", "event process"])
+def test_webhook_event_reaches_event_topic_and_flips_binary_state(
+    start_daemon, recorder, account, event_process
+):
+    start_daemon(**{"webhook.event_process": event_process})
     recorder.wait_for_topic(DEV1_STATE)
     sent = account.inject_event(
         "temperature_high", home_id="home1", device_id="dev1", sensor_value=30.5
@@ -122,8 +126,11 @@ def test_home_noise_disturbance(start_daemon, recorder, account):
     )
 
 
-def test_bad_webhook_deliveries_are_refused_and_publish_nothing(start_daemon, recorder):
-    daemon = start_daemon()
+@pytest.mark.parametrize("event_process", [False, True], ids=["one process", "event process"])
+def test_bad_webhook_deliveries_are_refused_and_publish_nothing(
+    start_daemon, recorder, event_process
+):
+    daemon = start_daemon(**{"webhook.event_process": event_process})
     recorder.wait_for_topic(DEV1_STATE)
     recorder.clear()
     good_event = {"id": "e1", "type": "pir_motion", "home_id": "home1", "device_id": "dev1"}
@@ -369,25 +376,31 @@ def test_configs_of_points_that_left_while_the_bridge_was_down_are_swept(
     assert foreign in left
 
 
-def test_an_event_redelivered_after_a_restart_is_not_published_again(start_daemon, recorder):
+@pytest.mark.parametrize("event_process", [False, True], ids=["one process", "event process"])
+def test_an_event_redelivered_after_a_restart_is_not_published_again(
+    start_daemon, recorder, event_process
+):
     delivery = {
         "event": {"id": "ev-42", "type": "pir_motion", "home_id": "home1", "device_id": "dev1"}
     }
-    first = start_daemon()
+    first = start_daemon(**{"webhook.event_process": event_process})
     assert requests.post(webhook_url(first), json=delivery, timeout=5).status_code == 202
     recorder.wait_for_topic(DEV1_EVENT)
     first.stop()
-    second = start_daemon(**{"mqtt.client_id": "after-restart"})
+    second = start_daemon(
+        **{"mqtt.client_id": "after-restart", "webhook.event_process": event_process}
+    )
     recorder.wait_for_topic(DEV1_STATE)
     assert requests.post(webhook_url(second), json=delivery, timeout=5).status_code == 202
     time.sleep(1)
     assert len([m for m in recorder.messages if m.topic == DEV1_EVENT]) == 1
 
 
+@pytest.mark.parametrize("event_process", [False, True], ids=["one process", "event process"])
 def test_events_missed_while_the_bridge_was_down_are_published_in_order_once(
-    start_daemon, recorder, account
+    start_daemon, recorder, account, event_process
 ):
-    first = start_daemon()
+    first = start_daemon(**{"webhook.event_process": event_process})
     seen_before = account.inject_event("short_button_press", home_id="home1", device_id="dev1")
     recorder.wait_for_topic(DEV1_EVENT, payload_predicate=lambda p: seen_before["id"] in p.decode())
     first.stop()
@@ -397,7 +410,7 @@ def test_events_missed_while_the_bridge_was_down_are_published_in_order_once(
         account.inject_event("temperature_high", home_id="home1", device_id="dev1"),
     ]
     recorder.clear()
-    start_daemon(**{"mqtt.client_id": "after-outage"})
+    start_daemon(**{"mqtt.client_id": "after-outage", "webhook.event_process": event_process})
     state_where(recorder, DEV1_STATE, lambda s: s["states"]["heat"] == "ON")
     recorder.wait_for_topic("minut2mqtt/home/home1/event")
     time.sleep(0.5)

@@ -51,11 +51,12 @@ def test_a_restart_reuses_the_hook(start_registering_daemon, account):
     assert len(account.list_webhooks()) == 1
 
 
+@pytest.mark.parametrize("event_process", [False, True], ids=["one process", "event process"])
 def test_signed_deliveries_pass_and_unauthenticated_ones_are_refused(
-    start_registering_daemon, account, recorder, caplog
+    start_registering_daemon, account, recorder, caplog, event_process
 ):
     caplog.set_level(logging.WARNING, logger="minut2mqtt.web")
-    daemon = start_registering_daemon()
+    daemon = start_registering_daemon(**{"webhook.event_process": event_process})
     sent = account.inject_event("pir_motion", home_id="home1", device_id="dev1")
     received = recorder.wait_for_topic(DEV1_EVENT)
     assert json.loads(received.payload)["id"] == sent["id"]
@@ -72,6 +73,9 @@ def test_signed_deliveries_pass_and_unauthenticated_ones_are_refused(
     )
     time.sleep(0.5)
     assert not [m for m in recorder.messages if m.topic == DEV1_EVENT]
+    assert daemon.status.snapshot().webhook_refusals == {"no_signature": 1, "signature_mismatch": 1}
+    if event_process:
+        return  # its log lines are the event process's own, not caplog's
     # the log line names the reason as /metrics counts it
     [line] = [r.getMessage() for r in caplog.records if "delivery refused" in r.getMessage()]
     assert "delivery refused (no_signature): no signature in header X-Minut-Signature" in line

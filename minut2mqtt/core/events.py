@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Iterable
 
 from ..minut.models import Event
+from .documents import event_document
 from .entities import HOME_EVENT_TYPES
-from .publishing import REMEMBERED_EVENT_IDS
+from .publishing import REMEMBERED_EVENT_IDS, Publisher
 from .topics import Topics
 
 
@@ -37,3 +39,19 @@ class PublishedEvents:
             self._ids[event_id] = None
         while len(self._ids) > self._limit:
             self._ids.popitem(last=False)
+
+
+def publish_event(
+    publisher: Publisher, topics: Topics, published: PublishedEvents, event: Event
+) -> bool:
+    """Publish the whole event on its topics at QoS 2; False if it was published before."""
+    if event.id in published:
+        return False
+    document = json.dumps(event_document(event), default=str, ensure_ascii=False, allow_nan=False)
+    published.add([event.id])
+    chosen = event_topics(topics, event)
+    for index, topic in enumerate(chosen):
+        # the id goes with the last message: a crash before it repeats the whole event
+        last = index == len(chosen) - 1
+        publisher.publish(topic, document, retain=False, event_id=event.id if last else None)
+    return True

@@ -9,7 +9,6 @@ thread owns it (runtime/writer.py); long work comes as steps, events go between 
 from __future__ import annotations
 
 import heapq
-import json
 import logging
 import time
 from collections import defaultdict
@@ -28,12 +27,11 @@ from .documents import (
     OFFLINE,
     ONLINE,
     device_document,
-    event_document,
     home_document,
     next_stale_at,
 )
 from .entities import DEVICE_STATES, GUEST_VALUES, HOME_STATES, readings_of
-from .events import PublishedEvents, event_topics
+from .events import PublishedEvents, publish_event
 from .publishing import Publisher
 from .retained import RetainedTopics
 from .topics import Topics
@@ -59,6 +57,7 @@ class Mirror:
         device_discovery: bool = False,
         controls: Controls | None = None,
         guests: bool = False,
+        events_published_elsewhere: bool = False,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         on_change: Callable[[str, str], None] | None = None,
@@ -85,6 +84,7 @@ class Mirror:
         self._momentary: set[str] = set()  # devices with a momentary state on
         self._stays_change: dict[str, datetime] = {}  # home id → its next check-in or -out
         self._published_event_ids = PublishedEvents()
+        self._events_published_elsewhere = events_published_elsewhere
         self._bridge_status = RetainedStatus(self._retained, topics)
 
     # -- inputs -------------------------------------------------------------------------------
@@ -129,21 +129,13 @@ class Mirror:
                 self._publish_device(self._update_device(device), syncing=False)
 
     def apply_event(self, event: Event) -> bool:
-        """Publish an event and flip the states it drives; False if it was published before."""
-        if event.id in self._published_event_ids:
+        """Publish an event and flip the states it drives; False if it was published before.
+        With `events_published_elsewhere`, the event process published it (once): only the flip."""
+        if not self._events_published_elsewhere and not publish_event(
+            self._publisher, self.topics, self._published_event_ids, event
+        ):
             log.debug("event %s (%s) was already published: skipped", event.id, event.type)
             return False
-        document = json.dumps(
-            event_document(event), default=str, ensure_ascii=False, allow_nan=False
-        )
-        self._published_event_ids.add([event.id])
-        topics = event_topics(self.topics, event)
-        for index, topic in enumerate(topics):
-            # the id goes with the last message: a crash before it repeats the whole event
-            last = index == len(topics) - 1
-            self._publisher.publish(
-                topic, document, retain=False, event_id=event.id if last else None
-            )
         subject = self.devices.get(event.device_id or "") or self.homes.get(event.home_id or "")
         self._note(f"event {event.type}", subject.name if subject else event.subject_id)
         if event.device_id in self.devices:

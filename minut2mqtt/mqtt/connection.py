@@ -104,7 +104,7 @@ class BrokerConnection:
 
     def stop(self) -> None:
         """Say `offline` on purpose (the will is for a crash) and disconnect."""
-        if self.connected.is_set():
+        if self.connected.is_set() and self._options.availability_topic is not None:
             info = self.client.publish(
                 self._options.availability_topic, OFFLINE, qos=QOS, retain=True
             )
@@ -177,7 +177,8 @@ class BrokerConnection:
         self._listeners.changed()
         self._trouble.connected()
         log.info("connected to MQTT broker %s (MQTT %s)", self.where, self.protocol)
-        client.publish(self._options.availability_topic, ONLINE, qos=QOS, retain=True)
+        if self._options.availability_topic is not None:
+            client.publish(self._options.availability_topic, ONLINE, qos=QOS, retain=True)
         for topic_filter in self._subscriptions:
             # QoS 0: while we are away the broker queues nothing for us (retained is resent).
             self._subscribe(client, topic_filter, own_messages=False)

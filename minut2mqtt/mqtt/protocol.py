@@ -26,9 +26,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from ..core.documents import OFFLINE
 from ..core.publishing import QOS
-from ..settings import MqttProtocol
+from ..settings import MqttProtocol, MqttSettings
 from .outbox import DEFAULT_LIMIT
 from .session import SessionClient
+from .tls import tls_context
 from .trouble import RECONNECT_MAX_SECONDS
 
 log = logging.getLogger("minut2mqtt.mqtt.publisher")
@@ -52,7 +53,8 @@ class MqttOptions:
     host: str
     port: int
     client_id: str
-    availability_topic: str
+    availability_topic: str | None
+    """Where the bridge says online, and its will offline; None: a helper's connection."""
     username: str | None = None
     password: str | None = None
     keepalive: int = 60
@@ -73,6 +75,33 @@ class MqttOptions:
     replayed every retained message of our subscriptions (it answers a client in order)."""
 
 
+def options_of(
+    mqtt: MqttSettings,
+    *,
+    client_id: str,
+    availability_topic: str | None,
+    outbox_path: Path,
+    replay_marker_topic: str | None = None,
+) -> MqttOptions:
+    """The broker's address, credentials, TLS and limits from the settings, for one connection."""
+    return MqttOptions(
+        host=mqtt.host,
+        port=mqtt.port,
+        client_id=client_id,
+        availability_topic=availability_topic,
+        username=mqtt.username,
+        password=mqtt.password.get_secret_value() if mqtt.password else None,
+        keepalive=mqtt.keepalive,
+        tls_context=tls_context(mqtt.tls),
+        messages_per_second=mqtt.messages_per_second,
+        outbox_path=outbox_path,
+        outbox_limit=mqtt.outbox_limit,
+        protocol=mqtt.protocol,
+        session_expiry=mqtt.session_expiry,
+        replay_marker_topic=replay_marker_topic,
+    )
+
+
 def make_client(
     options: MqttOptions, protocol: MqttProtocol, on_pubrec: Callable[[int], None]
 ) -> SessionClient:
@@ -88,7 +117,8 @@ def make_client(
         client.username_pw_set(options.username, options.password)
     if options.tls_context is not None:
         client.tls_set_context(options.tls_context)
-    client.will_set(options.availability_topic, OFFLINE, qos=QOS, retain=True)
+    if options.availability_topic is not None:
+        client.will_set(options.availability_topic, OFFLINE, qos=QOS, retain=True)
     client.reconnect_delay_set(min_delay=1, max_delay=RECONNECT_MAX_SECONDS)
     client.max_inflight_messages_set(MAX_IN_FLIGHT)
     client.on_socket_open = send_small_packets_at_once

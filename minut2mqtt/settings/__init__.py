@@ -2,7 +2,14 @@
 and `sections.py` hold its sections. Everything is importable from here."""
 
 from .controls import ControlsSettings
-from .minut import CONNECTED_PREFIX, DEFAULT_ACCOUNT, AccountConfig, AccountSettings, MinutSettings
+from .minut import (
+    CONNECTED_PREFIX,
+    DEFAULT_ACCOUNT,
+    AccountConfig,
+    AccountSettings,
+    MinutSettings,
+    account_in_webhook_path,
+)
 from .model import Settings, env_name, leaf_fields, load_settings, nest, require
 from .sections import (
     CALLBACK_PATH,
@@ -39,6 +46,7 @@ __all__ = [
     "TlsSettings",
     "WebhookSettings",
     "WebhookVerification",
+    "account_in_webhook_path",
     "env_name",
     "leaf_fields",
     "load_settings",

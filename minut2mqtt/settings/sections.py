@@ -174,6 +174,12 @@ class WebhookSettings(Section):
         description="what a delivery to our registered hook must prove: any (the signature or "
         "the token), both, signature, or token; a proof that is checked and wrong refuses it",
     )
+    event_process: bool = Field(
+        False,
+        description="receive webhook deliveries and publish their events in a process of its "
+        "own, so that an event keeps its few milliseconds while the bridge publishes the "
+        "discovery of thousands of Points (a second process: more memory)",
+    )
     page_password: SecretStr | None = Field(
         None,
         description="password (HTTP Basic, any user name) of the status page and account "

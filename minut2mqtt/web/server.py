@@ -20,8 +20,16 @@ class BackgroundServer:
 
     def __init__(self, app: Any, host: str, port: int, *, threads: int = 4, ident: str) -> None:
         self._socket_map: dict[int, socket.socket] = {}
+        # Proxy headers reach the app: the page refuses a request that came through a proxy
+        # (waitress would remove them, and a proxy on this machine would look like a browser).
         server = create_server(
-            app, map=self._socket_map, host=host, port=port, threads=threads, ident=ident
+            app,
+            map=self._socket_map,
+            host=host,
+            port=port,
+            threads=threads,
+            ident=ident,
+            clear_untrusted_proxy_headers=False,
         )
         if not isinstance(server, BaseWSGIServer):
             raise RuntimeError(f"expected one listening socket for {host!r}")
