@@ -41,7 +41,7 @@ from .web.app import create_app
 from .web.forwarding import ForwardedOnly
 from .web.intake import WEBHOOK_PREFIX, WebhookIntake
 from .web.page import PageOptions, account_view, local_host_name, page_url
-from .web.server import BackgroundServer
+from .web.server import BackgroundServer, loopback_socket
 from .web.status_page import PageSnapshot, home_rows, page_snapshot
 
 log = logging.getLogger(__name__)
@@ -257,9 +257,7 @@ class Daemon:
             self.webhook_port = self._web_server.port
             return
         token = secrets.token_urlsafe(32)
-        self._web_server = BackgroundServer(
-            ForwardedOnly(app, token), "127.0.0.1", 0, ident="web-inner"
-        )
+        inner = loopback_socket()
         self._event_process = EventProcess(
             EventProcessOptions(
                 mqtt=self.settings.mqtt,
@@ -268,7 +266,7 @@ class Daemon:
                 log_level=self.settings.log_level,
                 log_format=self.settings.log_format,
                 secret=secret,
-                inner_port=self._web_server.port,
+                inner_port=inner.getsockname()[1],
                 forward_token=token,
                 hooks=self._hooks(),
             ),
@@ -281,7 +279,8 @@ class Daemon:
                 lost=self._part_ended,
             ),
         )
-        self.webhook_port = self._event_process.start()
+        self.webhook_port = self._event_process.start()  # forked before any thread starts
+        self._web_server = BackgroundServer(ForwardedOnly(app, token), ident="web", bound=inner)
 
     def _stop_listening(self) -> None:
         if self._event_process is not None:

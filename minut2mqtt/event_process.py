@@ -9,6 +9,7 @@ pulled from Minut, and hears what it published.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import threading
@@ -85,7 +86,11 @@ class EventProcess:
         context: ForkContext | SpawnContext
         if threading.active_count() == 1:
             context = multiprocessing.get_context("fork")
+            # The garbage collector's passes would write to every object it tracks, and each
+            # page written is copied: frozen, they stay shared with the main process.
+            gc.freeze()
         else:
+            log.debug("threads running: %s", threading.enumerate())
             context = multiprocessing.get_context("spawn")
         self._connection, child_end = context.Pipe()
         self._process = context.Process(
@@ -106,7 +111,11 @@ class EventProcess:
             self._process.join(5)
             raise EventProcessError(first.reason)
         assert isinstance(first, Listening)
-        log.info("event process %d listens for webhook deliveries", self._process.pid)
+        log.info(
+            "event process %d (%s) listens for webhook deliveries",
+            self._process.pid,
+            context.get_start_method(),
+        )
         self._reader.start()
         return first.port
 

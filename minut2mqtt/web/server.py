@@ -15,21 +15,39 @@ WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 """Hosts that mean "every interface": reach such a listener at 127.0.0.1 from this machine."""
 
 
+def loopback_socket() -> socket.socket:
+    """A socket bound to a free port on 127.0.0.1, for a server made later (waitress starts its
+    worker threads as soon as it makes one)."""
+    bound = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    bound.bind(("127.0.0.1", 0))
+    return bound
+
+
 class BackgroundServer:
     """Serves `app` on `host:port` (port 0 picks a free one) until stop()."""
 
-    def __init__(self, app: Any, host: str, port: int, *, threads: int = 4, ident: str) -> None:
+    def __init__(
+        self,
+        app: Any,
+        host: str = "",
+        port: int = 0,
+        *,
+        threads: int = 4,
+        ident: str,
+        bound: socket.socket | None = None,
+    ) -> None:
+        """`bound`: a socket bound already (by `loopback_socket`), instead of `host` and `port`."""
         self._socket_map: dict[int, socket.socket] = {}
+        where = {"sockets": [bound]} if bound is not None else {"host": host, "port": port}
         # Proxy headers reach the app: the page refuses a request that came through a proxy
         # (waitress would remove them, and a proxy on this machine would look like a browser).
         server = create_server(
             app,
             map=self._socket_map,
-            host=host,
-            port=port,
             threads=threads,
             ident=ident,
             clear_untrusted_proxy_headers=False,
+            **where,
         )
         if not isinstance(server, BaseWSGIServer):
             raise RuntimeError(f"expected one listening socket for {host!r}")
