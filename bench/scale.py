@@ -346,6 +346,12 @@ def polls_done(port: int) -> int:
     )
 
 
+def stolen_seconds() -> float:
+    """Processor time the hypervisor gave other machines (all cores), since boot."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+
+
 def load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
@@ -357,7 +363,7 @@ def run(
     homes = (points + per_home - 1) // per_home
     expected_states = points + homes
     account = account_of(points, per_home)
-    load_before = load()
+    load_before, stolen_before = load(), stolen_seconds()
     result: dict[str, object] = {"points": points, "homes": homes, "discovery": discovery}
     with tempfile.TemporaryDirectory() as work, SimulatorServer(account, port=0) as simulator:
         work_dir = Path(work)
@@ -435,6 +441,7 @@ def run(
                 bridge.stop()
             subscriber.client.loop_stop()
     result["load"] = f"{load_before} -> {load()}"
+    result["stolen_s"] = round(stolen_seconds() - stolen_before, 1)
     restart = (
         f"{result['restart_configs']} configs published, {result['restart_redundant']} "
         f"redundant, {result['restart_429']} answered 429"
@@ -442,7 +449,8 @@ def run(
         else "not measured"
     )
     print(
-        f"\n{points} Points in {homes} homes, discovery {discovery} ({result['load']})\n"
+        f"\n{points} Points in {homes} homes, discovery {discovery} ({result['load']}; "
+        f"{result['stolen_s']} s stolen by the hypervisor)\n"
         f"  converged:          {'yes' if ok else 'NO'} in {result['converged_s']} s, "
         f"{result['messages']} messages ({result['configs']} configs, {result['states']} "
         f"states), {result['converge_cpu_s']} CPU s\n"
