@@ -217,13 +217,16 @@ class Daemon:
     def stop(self) -> None:
         """Stop listening and polling, publish what is queued, then tell MQTT we are offline."""
         self._stop.set()
-        self._stop_listening()
+        if self._event_process is None:
+            self._stop_listening()
         self.accounts.stop()
         self.housekeeping.stop()
         self.commands.stop()
         self.guests.stop()
         for thread in self._threads:
             thread.join(timeout=10)
+        if self._event_process is not None:
+            self._stop_listening()  # after the catch-ups that feed it: what they pulled goes out
         self.writer.stop()  # after the loops that feed it: what they queued is published
         self.accounts.save()
         self.publisher.stop()

@@ -90,7 +90,9 @@ class EventProcess:
             # page written is copied: frozen, they stay shared with the main process.
             gc.freeze()
         else:
-            log.debug("threads running: %s", threading.enumerate())
+            log.debug(
+                "%d threads run already: the event process is spawned", threading.active_count()
+            )
             context = multiprocessing.get_context("spawn")
         self._connection, child_end = context.Pipe()
         self._process = context.Process(
@@ -129,7 +131,7 @@ class EventProcess:
     def stop(self) -> None:
         """Let it publish what it holds and disconnect; it ends with the main process anyway."""
         self._stopping = True
-        if self._process is None:
+        if self._process is None or not self._process.is_alive():
             return
         self._send(None)
         self._process.join(15)
@@ -145,7 +147,11 @@ class EventProcess:
             try:
                 self._connection.send(message)
             except OSError as error:
-                log.error("the event process cannot be reached (%s): %r not sent", error, message)
+                log.error(
+                    "the event process cannot be reached (%s): %s not sent",
+                    error,
+                    type(message).__name__,
+                )
 
     def _read(self) -> None:
         assert self._connection is not None
