@@ -30,6 +30,7 @@ from .mqtt.outbox import OutboxError
 from .mqtt.protocol import options_of
 from .mqtt.publisher import MqttPublisher
 from .settings import MqttSettings, WebhookSettings, account_in_webhook_path
+from .web.app import answer_errors_in_json
 from .web.forwarding import add_forwarding_routes
 from .web.intake import MAX_BODY_BYTES, WebhookIntake, add_webhook_routes
 from .web.server import BackgroundServer
@@ -234,6 +235,7 @@ class _EventIntake:
             ),
         )
         add_forwarding_routes(app, self._options.inner_port, self._options.forward_token)
+        answer_errors_in_json(app)
         return app
 
     def _account_of_path(self, part: str | None) -> str | None:
@@ -267,4 +269,4 @@ class _EventIntake:
             try:
                 self._connection.send(message)
             except OSError:
-                log.debug("the main process is gone: %r not told", message)
+                log.debug("the main process is gone: %s not told", type(message).__name__)

@@ -59,6 +59,8 @@ def test_the_page_health_and_metrics_answer_on_the_webhook_port(
     proxied = requests.get(f"{base}/", timeout=5, headers={"X-Forwarded-For": "192.0.2.7"})
     assert proxied.status_code == 403
     assert requests.get(f"{base}/", timeout=5, headers={"Host": "evil.example"}).status_code == 403
+    too_big = requests.post(webhook_url(daemon), data=b"x" * 70_000, timeout=5)
+    assert (too_big.status_code, too_big.json()) == (413, {"error": "request entity too large"})
     if not event_process:
         return
     # the main process's own listener answers the event process only

@@ -34,11 +34,15 @@ def create_app(
         return json_response(health_document(now), 200 if now.healthy else 503)
 
     app.add_url_rule("/metrics", "metrics", metrics_view(status))
+    answer_errors_in_json(app)
+    if page is not None:
+        add_page_routes(app, page)
+    return app
+
+
+def answer_errors_in_json(app: Flask) -> None:
+    """Flask's own refusals (413, 405, 404) as `{"error": …}`, as the webhook's are."""
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
         return json_response({"error": (error.name or "error").lower()}, error.code or 500)
-
-    if page is not None:
-        add_page_routes(app, page)
-    return app
