@@ -173,7 +173,8 @@ def test_demo_on_amqtt_refuses_an_mqtt5_client_in_one_line(tmp_path):
         assert "install Mosquitto" in output
 
 
-def test_run_with_the_webhook_port_taken_says_so(tmp_path, simulator):
+@pytest.mark.parametrize("event_process", [False, True], ids=["one process", "event process"])
+def test_run_with_the_webhook_port_taken_says_so(tmp_path, simulator, event_process):
     import socket
 
     with socket.socket() as taken:
@@ -188,6 +189,7 @@ def test_run_with_the_webhook_port_taken_says_so(tmp_path, simulator):
             f"--mqtt.port={random_free_port()}",  # never the user's broker on 1883
             "--webhook.host=127.0.0.1",
             f"--webhook.port={port}",
+            f"--webhook.event_process={str(event_process).lower()}",
             f"--state-dir={tmp_path}",
             env={"MINUT2MQTT_MINUT__CLIENT_SECRET": CLIENT_SECRET},
             log=log,
