@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 EVENTS_OUTBOX_FILE = "events.sqlite3"
 CLIENT_ID_SUFFIX = "-events"
 PR_SET_PDEATHSIG = 1
-LOOK_EVERY_SECONDS = 0.5
+LOOK_EVERY_SECONDS = 0.1
 """How often each side looks beyond its messages: the main process for changed hooks, the event
 process for a main process that is gone."""
 
