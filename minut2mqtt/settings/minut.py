@@ -12,18 +12,16 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from .sections import CALLBACK_PATH, TOPIC_SEGMENT, Section
 
 DEFAULT_ACCOUNT = "default"
-
-
-def account_in_webhook_path(part: str | None) -> str:
-    """The account a delivery to `/webhook/<secret>[/<part>]` names (the bare path: the default)."""
-    return DEFAULT_ACCOUNT if part is None else part
-
-
 """The name of the account `minut.client_id` reads (its files stay at the top of state_dir)."""
 CONNECTED_PREFIX = "user-"
 """Accounts connected on the page (authorization_code) are named `user-<Minut user id>`."""
 MAX_NAME_LENGTH = 64
 Auth = Literal["client_credentials", "authorization_code"]
+
+
+def account_in_webhook_path(part: str | None) -> str:
+    """The account a delivery to `/webhook/<secret>[/<part>]` names (the bare path: the default)."""
+    return DEFAULT_ACCOUNT if part is None else part
 
 
 @dataclass(frozen=True)
