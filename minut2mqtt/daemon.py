@@ -41,7 +41,7 @@ from .web.app import create_app
 from .web.forwarding import ForwardedOnly
 from .web.intake import WEBHOOK_PREFIX, WebhookIntake
 from .web.page import PageOptions, account_view, local_host_name, page_url
-from .web.server import BackgroundServer, loopback_socket
+from .web.server import BackgroundServer, cannot_listen, loopback_socket
 from .web.status_page import PageSnapshot, home_rows, page_snapshot
 
 log = logging.getLogger(__name__)
@@ -253,10 +253,7 @@ class Daemon:
             try:
                 self._web_server = BackgroundServer(app, webhook.host, webhook.port, ident="web")
             except OSError as error:
-                raise StartupError(
-                    f"webhook.host/webhook.port {webhook.host}:{webhook.port}: cannot listen "
-                    f"there ({error.strerror})"
-                ) from None
+                raise StartupError(cannot_listen(webhook.host, webhook.port, error)) from None
             self.webhook_port = self._web_server.port
             return
         token = secrets.token_urlsafe(32)
@@ -295,9 +292,10 @@ class Daemon:
         """Kept with the outbox's messages: a redelivery after a restart is not published
         again, and a config the broker holds is not sent to it again."""
         published = self.publisher.published_event_ids()
-        if self._event_process is not None:
+        if self._event_process is not None:  # the one that decides what was published
             self._event_process.published_before(published)
-        self.writer.remember_published(published)
+        else:
+            self.writer.remember_published(published)
         self.writer.remember_configs(self.publisher.held_configs())
 
     def _hooks(self) -> Hooks:

@@ -33,7 +33,7 @@ from .settings import MqttSettings, WebhookSettings, account_in_webhook_path
 from .web.app import answer_errors_in_json
 from .web.forwarding import add_forwarding_routes
 from .web.intake import MAX_BODY_BYTES, WebhookIntake, add_webhook_routes
-from .web.server import BackgroundServer
+from .web.server import BackgroundServer, cannot_listen
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,23 @@ class PublishedBefore:
     event_ids: list[str]
 
 
+class Channel:
+    """One end of the pipe between the two processes; any thread may send."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._lock = threading.Lock()
+
+    def send(self, message: object) -> bool:
+        """False: the other process is gone."""
+        with self._lock:
+            try:
+                self.connection.send(message)
+            except OSError:
+                return False
+        return True
+
+
 def run_event_process(connection: Connection, options: EventProcessOptions) -> None:
     """The event process's whole life (multiprocessing's target)."""
     # Ctrl-C reaches every process of the terminal: the main process stops this one in order.
@@ -145,7 +162,7 @@ def _die_with_the_main_process() -> None:
 class _EventIntake:
     def __init__(self, connection: Connection, options: EventProcessOptions) -> None:
         mqtt = options.mqtt
-        self._connection = connection
+        self._main = Channel(connection)
         self._main_pid = os.getppid()
         self._told_to_stop = False
         self._options = options
@@ -162,27 +179,21 @@ class _EventIntake:
         self._hooks = options.hooks
         # Held while an event is published and told: web threads and pulls come in one order.
         self._publishing = threading.Lock()
-        self._send_lock = threading.Lock()
 
     def run(self) -> None:
         webhook = self._options.webhook
         try:
             server = BackgroundServer(self._app(), webhook.host, webhook.port, ident="web")
         except OSError as error:
-            self._send(
-                CannotStart(
-                    f"webhook.host/webhook.port {webhook.host}:{webhook.port}: cannot listen "
-                    f"there ({error.strerror})"
-                )
-            )
+            self._tell(CannotStart(cannot_listen(webhook.host, webhook.port, error)))
             return
         try:
             self._publisher.start(before_connecting=self._remember_published)
         except OutboxError as error:
             server.stop()
-            self._send(CannotStart(str(error)))
+            self._tell(CannotStart(str(error)))
             return
-        self._send(Listening(server.port))
+        self._tell(Listening(server.port))
         try:
             if self._wait_for_published_before():
                 server.start()  # deliveries waited in the listening socket's queue
@@ -206,8 +217,8 @@ class _EventIntake:
         """The main process's next message; None: it said stop, or it is gone."""
         while True:
             try:
-                if self._connection.poll(LOOK_EVERY_SECONDS):
-                    message = self._connection.recv()
+                if self._main.connection.poll(LOOK_EVERY_SECONDS):
+                    message = self._main.connection.recv()
                     self._told_to_stop = message is None
                     return message
             except (EOFError, OSError):
@@ -230,8 +241,8 @@ class _EventIntake:
                 signature_header=webhook.signature_header,
                 token_header=webhook.token_header,
                 verification=webhook.verification,
-                on_answered=lambda accepted: self._send(Answered(accepted)),
-                on_refused=lambda account, reason: self._send(Refused(account, reason)),
+                on_answered=lambda accepted: self._tell(Answered(accepted)),
+                on_refused=lambda account, reason: self._tell(Refused(account, reason)),
             ),
         )
         add_forwarding_routes(app, self._options.inner_port, self._options.forward_token)
@@ -245,13 +256,17 @@ class _EventIntake:
     def _delivered(self, account: str, event: Event) -> None:
         """From a web thread: publish the event unless it was before, tell the main process."""
         with self._publishing:
-            self._send(Delivered(account, event, self._publish(event)))
+            self._tell(Delivered(account, event, self._publish(event)))
 
     def _publish_pulled(self, events: list[Event]) -> None:
         with self._publishing:
             with self._publisher.batch():
                 new = [event for event in events if self._publish(event)]
-            self._send(PulledPublished(new))
+            self._tell(PulledPublished(new))
+
+    def _tell(self, message: object) -> None:
+        if not self._main.send(message):
+            log.debug("the main process is gone: %s not told", type(message).__name__)
 
     def _publish(self, event: Event) -> bool:
         return publish_event(self._publisher, self._topics, self._published, event)
@@ -263,10 +278,3 @@ class _EventIntake:
                     self._hooks = hooks
                 case PublishPulled(events):
                     self._publish_pulled(events)
-
-    def _send(self, message: object) -> None:
-        with self._send_lock:
-            try:
-                self._connection.send(message)
-            except OSError:
-                log.debug("the main process is gone: %s not told", type(message).__name__)

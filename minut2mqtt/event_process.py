@@ -13,16 +13,17 @@ import gc
 import logging
 import multiprocessing
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from multiprocessing.context import ForkContext, SpawnContext
-from typing import Any
+from multiprocessing.process import BaseProcess
 
 from .event_intake import (
     LOOK_EVERY_SECONDS,
     Answered,
     CannotStart,
+    Channel,
     Delivered,
     EventProcessOptions,
     Hooks,
@@ -74,10 +75,9 @@ class EventProcess:
         self._options = options
         self._main = main
         self._hooks_sent = options.hooks
-        self._send_lock = threading.Lock()
         self._stopping = False
-        self._connection: Connection | None = None
-        self._process: Any = None
+        self._channel: Channel | None = None
+        self._process: BaseProcess | None = None
         self._reader = threading.Thread(target=self._read, name="event-process", daemon=True)
 
     def start(self) -> int:
@@ -94,7 +94,8 @@ class EventProcess:
                 "%d threads run already: the event process is spawned", threading.active_count()
             )
             context = multiprocessing.get_context("spawn")
-        self._connection, child_end = context.Pipe()
+        connection, child_end = context.Pipe()
+        self._channel = Channel(connection)
         self._process = context.Process(
             target=run_event_process,
             args=(child_end, self._options),
@@ -103,12 +104,12 @@ class EventProcess:
         )
         self._process.start()
         child_end.close()
-        if not self._connection.poll(START_TIMEOUT_SECONDS):
+        if not connection.poll(START_TIMEOUT_SECONDS):
             self._process.kill()
             raise EventProcessError(
                 f"the event process did not start in {START_TIMEOUT_SECONDS:g} s"
             )
-        first = self._connection.recv()
+        first = connection.recv()
         if isinstance(first, CannotStart):
             self._process.join(5)
             raise EventProcessError(first.reason)
@@ -142,20 +143,14 @@ class EventProcess:
             self._reader.join(2)
 
     def _send(self, message: object) -> None:
-        assert self._connection is not None
-        with self._send_lock:
-            try:
-                self._connection.send(message)
-            except OSError as error:
-                log.error(
-                    "the event process cannot be reached (%s): %s not sent",
-                    error,
-                    type(message).__name__,
-                )
+        assert self._channel is not None
+        if not self._channel.send(message):
+            log.error("the event process is gone: %s not sent", type(message).__name__)
 
     def _read(self) -> None:
-        assert self._connection is not None
-        connection = self._connection
+        assert self._channel is not None and self._process is not None
+        connection = self._channel.connection
+        hooks_due = 0.0
         while True:
             try:
                 message = connection.recv() if connection.poll(LOOK_EVERY_SECONDS) else None
@@ -165,6 +160,9 @@ class EventProcess:
                 self._hear(message)
             except Exception:
                 log.exception("could not handle %r from the event process", message)
+            if (now := time.monotonic()) >= hooks_due:  # not per event: a stream never pauses
+                hooks_due = now + LOOK_EVERY_SECONDS
+                self._send_hooks_if_changed()
         if not self._stopping:
             self._process.join(1)
             log.error(
@@ -183,6 +181,8 @@ class EventProcess:
                 self._main.answered(accepted)
             case Refused(account, reason):
                 self._main.refused(account, reason)
+
+    def _send_hooks_if_changed(self) -> None:
         hooks = self._main.hooks()
         if hooks != self._hooks_sent:
             self._hooks_sent = hooks

@@ -15,6 +15,11 @@ WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 """Hosts that mean "every interface": reach such a listener at 127.0.0.1 from this machine."""
 
 
+def cannot_listen(host: str, port: int, error: OSError) -> str:
+    """Why the webhook listener could not start, in the settings' words."""
+    return f"webhook.host/webhook.port {host}:{port}: cannot listen there ({error.strerror})"
+
+
 def loopback_socket() -> socket.socket:
     """A socket bound to a free port on 127.0.0.1, for a server made later (waitress starts its
     worker threads as soon as it makes one)."""
