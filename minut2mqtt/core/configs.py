@@ -97,11 +97,8 @@ class DiscoveryConfigs:
         published = 0
         for topic, config in configs.items():
             published += self._retained.retain(topic, config, lane=Lane.CONFIGS, held=held)
-            if (printed := self._retained.fingerprint_of(topic)) is not None:
-                self.on_broker[topic] = printed
-            else:
-                self.on_broker.pop(topic, None)
-        self._on_broker_by_node[node] = self._held_of(node, configs)
+            self._note_fingerprint(topic, self._retained.fingerprint_of(topic))
+        self._on_broker_by_node[node] = self._held_of(node, configs)  # once, not per topic
         for topic in sorted(leftovers):
             self._clear(topic)
         self._by_node[node] = tuple(configs)
@@ -133,11 +130,14 @@ class DiscoveryConfigs:
 
     def _hold(self, topic: str, node: str, printed: bytes | None) -> None:
         """The broker holds our config on `topic` (its fingerprint), or nothing of ours."""
+        self._note_fingerprint(topic, printed)
+        self._on_broker_by_node[node] = self._held_of(node, (topic,))
+
+    def _note_fingerprint(self, topic: str, printed: bytes | None) -> None:
         if printed is not None:
             self.on_broker[topic] = printed
         else:
             self.on_broker.pop(topic, None)
-        self._on_broker_by_node[node] = self._held_of(node, (topic,))
 
     def _held_of(self, node: str, more: Iterable[str] = ()) -> tuple[str, ...]:
         """The node's topics the broker holds of ours, of those noted before and `more`."""
