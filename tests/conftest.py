@@ -14,6 +14,11 @@ from minut2mqtt.daemon import Daemon
 from minut2mqtt.settings import load_settings
 from minut2mqtt.simulator import SimulatedAccount, SimulatorServer
 
+IN_BOTH_PROCESS_MODES = pytest.mark.parametrize(
+    "event_process", [False, True], ids=["one process", "event process"]
+)
+"""A webhook test run as one process and with `webhook.event_process` (its `event_process`)."""
+
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-secret-value-9f8e7d"
 WEBHOOK_SECRET = "test-path-secret-1a2b3c"

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from brokers import MqttRecorder, TestBroker, random_free_port
+from conftest import IN_BOTH_PROCESS_MODES
 
 from minut2mqtt.daemon import Daemon
 from minut2mqtt.minut.user_tokens import TOKENS_FILE
@@ -131,7 +132,7 @@ def event_ids(recorder: MqttRecorder, topic: str) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("event_process", [False, True], ids=["one process", "event process"])
+@IN_BOTH_PROCESS_MODES
 def test_both_accounts_are_read_each_with_its_own_webhook_path_status_and_budget(
     start_bridge, recorder, account_a, account_b, tmp_path, event_process
 ):
@@ -264,7 +265,7 @@ def test_each_account_keeps_its_own_event_cursor(
     assert event_ids(recorder, "minut2mqtt/device/dev-b/event") == [missed["id"]]
 
 
-@pytest.mark.parametrize("event_process", [False, True], ids=["one process", "event process"])
+@IN_BOTH_PROCESS_MODES
 def test_a_delivery_for_an_account_the_bridge_does_not_read_is_refused(
     start_bridge, account_a, event_process
 ):

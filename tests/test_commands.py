@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from brokers import MqttRecorder, find_mosquitto, random_free_port
-from conftest import CLIENT_ID, CLIENT_SECRET
+from conftest import CLIENT_ID, CLIENT_SECRET, IN_BOTH_PROCESS_MODES
 
 
 def start_command(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -173,7 +173,7 @@ def test_demo_on_amqtt_refuses_an_mqtt5_client_in_one_line(tmp_path):
         assert "install Mosquitto" in output
 
 
-@pytest.mark.parametrize("event_process", [False, True], ids=["one process", "event process"])
+@IN_BOTH_PROCESS_MODES
 def test_run_with_the_webhook_port_taken_says_so(tmp_path, simulator, event_process):
     import socket
 

@@ -9,10 +9,9 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import paho.mqtt.publish as publish
-import pytest
 import requests
 from brokers import MqttRecorder
-from conftest import WEBHOOK_SECRET, webhook_url
+from conftest import IN_BOTH_PROCESS_MODES, WEBHOOK_SECRET, webhook_url
 from paho.mqtt.enums import CallbackAPIVersion
 
 from minut2mqtt.core.status import health_document
@@ -89,7 +88,7 @@ def test_states_and_discovery_match_the_simulator(start_daemon, recorder, broker
     assert "homeassistant/binary_sensor/minut2mqtt_home_home1/disturbance/config" in snapshot
 
 
-@pytest.mark.parametrize("event_process", [False, True], ids=["one process", "event process"])
+@IN_BOTH_PROCESS_MODES
 def test_webhook_event_reaches_event_topic_and_flips_binary_state(
     start_daemon, recorder, account, event_process
 ):
@@ -126,7 +125,7 @@ def test_home_noise_disturbance(start_daemon, recorder, account):
     )
 
 
-@pytest.mark.parametrize("event_process", [False, True], ids=["one process", "event process"])
+@IN_BOTH_PROCESS_MODES
 def test_bad_webhook_deliveries_are_refused_and_publish_nothing(
     start_daemon, recorder, event_process
 ):
@@ -376,7 +375,7 @@ def test_configs_of_points_that_left_while_the_bridge_was_down_are_swept(
     assert foreign in left
 
 
-@pytest.mark.parametrize("event_process", [False, True], ids=["one process", "event process"])
+@IN_BOTH_PROCESS_MODES
 def test_an_event_redelivered_after_a_restart_is_not_published_again(
     start_daemon, recorder, event_process
 ):
@@ -396,7 +395,7 @@ def test_an_event_redelivered_after_a_restart_is_not_published_again(
     assert len([m for m in recorder.messages if m.topic == DEV1_EVENT]) == 1
 
 
-@pytest.mark.parametrize("event_process", [False, True], ids=["one process", "event process"])
+@IN_BOTH_PROCESS_MODES
 def test_events_missed_while_the_bridge_was_down_are_published_in_order_once(
     start_daemon, recorder, account, event_process
 ):

@@ -10,9 +10,8 @@ import json
 import time
 from typing import Any
 
-import pytest
 import requests
-from conftest import webhook_url
+from conftest import IN_BOTH_PROCESS_MODES, webhook_url
 from test_account_connect import get, page_app
 from test_end_to_end import DEV1_EVENT, DEV1_STATE, document, state_where
 
@@ -43,7 +42,7 @@ def test_an_event_both_delivered_and_pulled_is_published_once(start_daemon, reco
     assert (snapshot.events_published, snapshot.events_pulled) == (2, 1)
 
 
-@pytest.mark.parametrize("event_process", [False, True], ids=["one process", "event process"])
+@IN_BOTH_PROCESS_MODES
 def test_the_page_health_and_metrics_answer_on_the_webhook_port(
     start_daemon, recorder, event_process
 ):

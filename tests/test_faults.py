@@ -8,6 +8,7 @@ scenarios longer and prints the counts.
 from __future__ import annotations
 
 import pytest
+from conftest import IN_BOTH_PROCESS_MODES
 from fault_scenarios import (
     Outcome,
     api_rude,
@@ -39,7 +40,7 @@ def test_broker_restarted_mid_stream(tmp_path):
         assert_complete(outcome, parts.bridge.log_tail())
 
 
-@pytest.mark.parametrize("event_process", [False, True], ids=["one process", "event process"])
+@IN_BOTH_PROCESS_MODES
 def test_bridge_killed_and_restarted_while_events_keep_coming(tmp_path, event_process):
     with rig(tmp_path, event_process=event_process) as parts:
         outcome = run_scenario("bridge SIGKILL", parts, bridge_killed)
@@ -60,7 +61,7 @@ def test_api_answers_429_5xx_hangs_and_revokes_while_webhooks_are_lost(tmp_path)
         assert {429, 503, 401} <= served and parts.api_link.hung, "each fault met a request"
 
 
-@pytest.mark.parametrize("event_process", [False, True], ids=["one process", "event process"])
+@IN_BOTH_PROCESS_MODES
 def test_bridge_killed_right_after_a_burst_of_pulled_events_doubles_none(tmp_path, event_process):
     """PUBCOMP came for some, PUBREC for others, nothing for the rest: each resumes once."""
     with rig(tmp_path, event_process=event_process) as parts:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 import requests
-from conftest import webhook_url
+from conftest import IN_BOTH_PROCESS_MODES, webhook_url
 
 from minut2mqtt.web.verification import Proofs, Refusal, RefusalReport
 
@@ -51,7 +51,7 @@ def test_a_restart_reuses_the_hook(start_registering_daemon, account):
     assert len(account.list_webhooks()) == 1
 
 
-@pytest.mark.parametrize("event_process", [False, True], ids=["one process", "event process"])
+@IN_BOTH_PROCESS_MODES
 def test_signed_deliveries_pass_and_unauthenticated_ones_are_refused(
     start_registering_daemon, account, recorder, caplog, event_process
 ):
