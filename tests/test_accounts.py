@@ -152,6 +152,7 @@ def test_both_accounts_are_read_each_with_its_own_webhook_path_status_and_budget
     recorder.wait_for(lambda m: m.topic == "minut2mqtt/device/dev-a/event")
     assert event_ids(recorder, "minut2mqtt/device/dev-b/event") == [event_b["id"]]
     assert event_ids(recorder, "minut2mqtt/device/dev-a/event") == [event_a["id"]]
+    assert account_b.wait_deliveries()  # the outcome is recorded after the answer, not before
     assert [outcome for *_, outcome in account_b.deliveries] == [202]
     # Each account's requests went out with its own client's tokens, on its own budget.
     a_requests = {path for _, path, _ in account_a.requests}
