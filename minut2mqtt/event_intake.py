@@ -30,9 +30,9 @@ from .mqtt.outbox import OutboxError
 from .mqtt.protocol import options_of
 from .mqtt.publisher import MqttPublisher
 from .settings import MqttSettings, WebhookSettings, account_in_webhook_path
-from .web.app import answer_errors_in_json
+from .web.app import webhook_app
 from .web.forwarding import add_forwarding_routes
-from .web.intake import MAX_BODY_BYTES, WebhookIntake, add_webhook_routes
+from .web.intake import WebhookIntake
 from .web.server import BackgroundServer, cannot_listen
 
 log = logging.getLogger(__name__)
@@ -229,10 +229,8 @@ class _EventIntake:
 
     def _app(self) -> Flask:
         webhook = self._options.webhook
-        app = Flask("minut2mqtt.events")
-        app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-        add_webhook_routes(
-            app,
+        app = webhook_app(
+            "minut2mqtt.events",
             WebhookIntake(
                 self._options.secret,
                 self._delivered,
@@ -246,7 +244,6 @@ class _EventIntake:
             ),
         )
         add_forwarding_routes(app, self._options.inner_port, self._options.forward_token)
-        answer_errors_in_json(app)
         return app
 
     def _account_of_path(self, part: str | None) -> str | None:

@@ -24,9 +24,7 @@ def create_app(
     page: PageOptions | None = None,
 ) -> Flask:
     """The whole listener; `page` adds the status page and account connect."""
-    app = Flask("minut2mqtt.web")
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    add_webhook_routes(app, intake)
+    app = webhook_app("minut2mqtt.web", intake)
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -34,14 +32,22 @@ def create_app(
         return json_response(health_document(now), 200 if now.healthy else 503)
 
     app.add_url_rule("/metrics", "metrics", metrics_view(status))
-    answer_errors_in_json(app)
     if page is not None:
         add_page_routes(app, page)
     return app
 
 
-def answer_errors_in_json(app: Flask) -> None:
-    """Flask's own refusals (413, 405, 404) as `{"error": …}`, as the webhook's are."""
+def webhook_app(name: str, intake: WebhookIntake) -> Flask:
+    """An app that takes deliveries (of at most MAX_BODY_BYTES) and answers every refusal,
+    its own and Flask's (413, 405, 404), as `{"error": …}`."""
+    app = Flask(name)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    add_webhook_routes(app, intake)
+    _answer_errors_in_json(app)
+    return app
+
+
+def _answer_errors_in_json(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
