@@ -82,12 +82,13 @@ class Accounts:
         status: StatusBoard,
         *,
         page_url: str,
-        on_pulled: Callable[[list[Event]], None] | None = None,
+        on_pulled: Callable[[list[Event]], None],
     ) -> None:
-        """`on_pulled`: where the events each catch-up pulled go (the writer's by default)."""
+        """`on_pulled`: where the events each catch-up pulled go (to the one publisher of
+        events: the writer, or the event process)."""
         self._settings = settings
         self._writer = writer
-        self._on_pulled = on_pulled or writer.submit_pulled
+        self._on_pulled = on_pulled
         self._status = status
         self._page_url = page_url
         self._lock = threading.Lock()
