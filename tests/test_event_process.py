@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 from conftest import IN_BOTH_PROCESS_MODES, webhook_url
-from test_account_connect import get, page_app
+from test_account_connect import get, page_app, wait_until
 from test_end_to_end import DEV1_EVENT, DEV1_STATE, document, state_where
 
 from minut2mqtt.web.forwarding import PEER_HEADER, TOKEN_HEADER, ForwardedOnly
@@ -67,10 +67,11 @@ def test_the_page_health_and_metrics_answer_on_the_webhook_port(
     assert requests.get(f"{inner}/healthz", timeout=5).status_code == 403
     counted = daemon.status.snapshot().webhook_deliveries
     assert requests.post(webhook_url(daemon), data=b"not json", timeout=5).status_code == 400
-    deadline = time.monotonic() + 5
-    while daemon.status.snapshot().webhook_deliveries == counted:
-        assert time.monotonic() < deadline, "the refused delivery was not counted"
-        time.sleep(0.05)
+    wait_until(
+        lambda: daemon.status.snapshot().webhook_deliveries != counted,
+        "the refused delivery counted",
+        timeout=5,
+    )
 
 
 def test_the_main_listener_takes_the_browsers_address_from_the_event_process_only():
@@ -89,10 +90,7 @@ def test_an_event_process_that_ends_stops_the_bridge_with_an_error(start_daemon,
     daemon = start_daemon(**EVENT_PROCESS)
     recorder.wait_for_topic(DEV1_STATE)
     daemon._event_process._process.kill()
-    deadline = time.monotonic() + 5
-    while not daemon._stop.is_set():
-        assert time.monotonic() < deadline, "the bridge did not notice"
-        time.sleep(0.05)
+    wait_until(daemon._stop.is_set, "the bridge noticed", timeout=5)
     assert daemon.failed
 
 
